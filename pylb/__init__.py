@@ -1,0 +1,1 @@
+"""pylb: the reverse proxy and balancer (nginx upstream / httpd mod_proxy_balancer role)."""

@@ -1,0 +1,5 @@
+import sys
+
+from pylb.cli import main
+
+sys.exit(main())

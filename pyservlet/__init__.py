@@ -1,0 +1,1 @@
+"""pynode: the app-server node (Tomcat's role): connectors, a servlet-style API, webapps."""

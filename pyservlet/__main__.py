@@ -1,0 +1,5 @@
+import sys
+
+from pyservlet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""The servlet-style API: requests, responses and `HttpServlet` with do_get / do_post / ...
+
+Handlers are coroutines so a servlet may await a store; the connector calls
+`Context.handle(request)` and writes what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+from pycommon.http import reason_phrase
+
+if TYPE_CHECKING:
+    from pyservlet.context import Context
+    from pysession.session import Session
+
+
+class Request:
+    """One HTTP request as a servlet sees it."""
+
+    __slots__ = ("_form", "_session", "body", "context", "cookies", "headers", "method",
+                 "path", "path_session_id", "query_string", "remote_addr", "servlet_path",
+                 "session_id_from_cookie", "target", "local_addr")
+
+    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+                 remote_addr: str = "", local_addr: tuple[str, int] = ("", 0)) -> None:
+        self.method = method
+        self.target = target
+        raw_path, _, self.query_string = target.partition("?")
+        # ;jsessionid=ID.route path parameter (Tomcat's URL rewriting)
+        raw_path, _, param = raw_path.partition(";")
+        self.path_session_id: str | None = None
+        if param.lower().startswith("jsessionid="):
+            self.path_session_id = param[len("jsessionid="):]
+        self.path = unquote(raw_path) or "/"
+        self.headers = headers
+        self.body = body
+        self.remote_addr = remote_addr
+        self.local_addr = local_addr
+        self.cookies: dict[str, str] = {}
+        for k, v in headers:
+            if k.lower() == "cookie":
+                jar: SimpleCookie = SimpleCookie()
+                try:
+                    jar.load(v)
+                except Exception:  # noqa: S112 - a malformed cookie header is simply ignored
+                    continue
+                for name, morsel in jar.items():
+                    self.cookies.setdefault(name, morsel.value)
+        self.context: Context | None = None
+        self.servlet_path = ""
+        self.session_id_from_cookie = False
+        self._session: Session | None = None
+        self._form: dict[str, list[str]] | None = None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        n = name.lower()
+        for k, v in self.headers:
+            if k.lower() == n:
+                return v
+        return default
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """Query parameters plus an urlencoded form body."""
+        if self._form is None:
+            form = parse_qs(self.query_string, keep_blank_values=True)
+            ctype = (self.header("content-type") or "").lower()
+            if self.body and ctype.startswith("application/x-www-form-urlencoded"):
+                for k, vs in parse_qs(self.body.decode("utf-8", "replace"),
+                                      keep_blank_values=True).items():
+                    form.setdefault(k, []).extend(vs)
+            self._form = form
+        return self._form
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        vs = self.params.get(name)
+        return vs[0] if vs else default
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def get_session(self, create: bool = True) -> Session | None:
+        """The request's session; creates one (new id) when asked and none is valid."""
+        if self._session is not None and self._session.valid:
+            return self._session
+        if self.context is None:
+            return None
+        self._session = self.context.session_for(self, create)
+        return self._session
+
+    @property
+    def session(self) -> Session | None:
+        """The session already bound to this request, without creating one."""
+        return self._session
+
+
+class Response:
+    __slots__ = ("body", "cookies", "headers", "reason", "status")
+
+    def __init__(self, status: int = 200, body: bytes | str = b"",
+                 content_type: str = "text/html; charset=utf-8") -> None:
+        self.status = status
+        self.reason = reason_phrase(status)
+        self.body = body.encode() if isinstance(body, str) else body
+        self.headers: list[tuple[str, str]] = [("Content-Type", content_type)]
+        self.cookies: list[str] = []
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> Response:
+        return cls(status, json.dumps(data, default=str), "application/json")
+
+    def set_header(self, name: str, value: str) -> None:
+        n = name.lower()
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != n]
+        self.headers.append((name, value))
+
+    def add_cookie(self, name: str, value: str, path: str = "/", http_only: bool = True,
+                   secure: bool = False, same_site: str | None = None,
+                   max_age: int | None = None) -> None:
+        parts = [f"{name}={value}", f"Path={path}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        if secure:
+            parts.append("Secure")
+        if http_only:
+            parts.append("HttpOnly")
+        if same_site:
+            parts.append(f"SameSite={same_site}")
+        self.cookies.append("; ".join(parts))
+
+
+class HttpServlet:
+    """Subclass and override do_get / do_post / ...; unknown methods answer 405."""
+
+    async def service(self, request: Request) -> Response:
+        handler = getattr(self, "do_" + request.method.lower(), None)
+        if handler is None:
+            if request.method == "HEAD" and hasattr(self, "do_get"):
+                return await self.do_get(request)
+            return Response(405, "Method Not Allowed\n", "text/plain")
+        resp: Response = await handler(request)
+        return resp

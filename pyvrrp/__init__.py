@@ -1,0 +1,1 @@
+"""pyvrrp: VRRP virtual-IP failover (keepalived's role)."""

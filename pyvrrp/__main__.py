@@ -1,0 +1,5 @@
+import sys
+
+from pyvrrp.cli import main
+
+sys.exit(main())
