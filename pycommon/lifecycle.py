@@ -111,17 +111,17 @@ class StopSignal:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
-        self.signum: int | None = None
+        self.signum: int | None = None  # the signal that asked us to stop
 
     def install(self, loop: asyncio.AbstractEventLoop,
                 extra: dict[int, Callable[[], None]] | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._fire, sig)
-        for sig, fn in (extra or {}).items():
-            loop.add_signal_handler(sig, fn)
+        for extra_sig, fn in (extra or {}).items():
+            loop.add_signal_handler(extra_sig, fn)
 
     def _fire(self, sig: int) -> None:
-        self.signum = sig
+        self.signum = int(sig)
         self.event.set()
 
     async def wait(self) -> int | None:

@@ -211,8 +211,8 @@ def _dispatch(args: argparse.Namespace, run_dir: Path) -> int:
         print(f"sent SIG{args.signal} to {args.name}")
         return 0
     if args.verb in ("restart", "start"):
-        st = sup.restart(args.name) if args.verb == "restart" else sup.start(args.name)
-        print(f"{args.name} running again (pid {st.pid}, {st.host}:{st.port})")
+        ps = sup.restart(args.name) if args.verb == "restart" else sup.start(args.name)
+        print(f"{args.name} running again (pid {ps.pid}, {ps.host}:{ps.port})")
         return 0
     if args.verb == "down":
         sup.down()

@@ -6,6 +6,7 @@ supervisor's kill/restart), exactly as a student following the guide would.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ class Story:
 def _alternation(story: Story) -> None:
     nodes = [Browser().get(story.probe).json()["node"] for _ in range(4)]
     story.check("round robin alternates node1 / node2", set(nodes) == {"node1", "node2"}
-                and all(a != b for a, b in zip(nodes, nodes[1:], strict=False)),
+                and all(a != b for a, b in itertools.pairwise(nodes)),
                 f"answers: {nodes}")
 
 

@@ -206,14 +206,14 @@ class Supervisor:
             raise
 
     def _spawn(self, st: ProcessState) -> None:
-        logf = open(st.log, "ab")  # noqa: SIM115 - handed to the child
+        logf = open(st.log, "ab")
         st.ready_info = {"log_offset": str(logf.tell())}
         env = dict(os.environ, PYTHONUNBUFFERED="1", **st.env)
         try:
             pop = subprocess.Popen(
                 st.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 env=env, cwd=str(self.run_dir), start_new_session=True,
-                preexec_fn=_die_with_parent if self.tie_to_parent else None)  # noqa: PLW1509
+                preexec_fn=_die_with_parent if self.tie_to_parent else None)
         except OSError as exc:
             st.state = "exited"
             raise SupervisorError(f"{st.name}: cannot start {st.argv[0]}: {exc}") from None

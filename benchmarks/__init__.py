@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks NAME` (contract in DESIGN.md)."""
