@@ -1,0 +1,106 @@
+"""Load generation and result plumbing shared by every benchmark.
+
+Load comes from wrk (Debian package) — a C load generator, so the client is never the
+bottleneck we measure. `wrk_run` returns rps, p50/p99 latency and error counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text.strip())
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = round(float(m.group(1)), 1) if m else 0.0
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        res[key] = round(_ms(m.group(1)), 3) if m else None
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    res["errors"] = errors
+    return res
+
+
+def wrk_run(url: str, duration: float = 10.0, connections: int = 32, threads: int = 1,
+            script: str | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Run wrk with keep-alive against `url`; `script` is Lua source (optional)."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise BenchError("wrk is not installed (apt-get install wrk)")
+    argv = [exe, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, int(duration))}s",
+            "--latency", "--timeout", f"{int(timeout_s)}s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if script:
+            f.write(script)
+            argv += ["-s", f.name]
+    argv.append(url)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False,
+                             timeout=duration + 30).stdout
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+    return parse_wrk(out)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 3)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            rows += flatten(v, key)
+        else:
+            rows.append((key, v))
+    return rows
+
+
+def print_table(name: str, result: dict[str, Any]) -> None:
+    rows = flatten(result)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(f"== benchmark {name}")
+        for k, v in rows:
+            print(f"{k:<50} {v}")
+        return
+    t = Table(title=f"benchmark {name}")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in rows:
+        t.add_row(k, "—" if v is None else str(v))
+    Console().print(t)
+
+
+def write_json(path: str | Path, result: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
