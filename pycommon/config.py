@@ -98,6 +98,14 @@ class TomlSource:
                 return i + 1
         return start + 1 if table is not None else 0
 
+    def line_containing(self, needle: str, start_line: int = 1) -> int:
+        """First line at or after `start_line` (1-based) whose text contains `needle`."""
+        lines = self.text.splitlines()
+        for i in range(max(start_line - 1, 0), len(lines)):
+            if needle in lines[i]:
+                return i + 1
+        return start_line
+
     def error(self, message: str, key: str = "", table: Sequence[str] | str | None = None,
               nth: int = 0, token: object = None) -> ConfigError:
         line = self.line_of(key, table, nth) if (key or table) else 0

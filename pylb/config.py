@@ -124,22 +124,26 @@ def _member(src: TomlSource, up: str, i: int, raw: Any) -> MemberConfig:
             raise src.error(f"unknown member key {k!r}", k, where, token=k)
     if "address" not in raw:
         raise src.error(f"member #{i + 1} has no address", "members", where)
+    line = src.line_containing(str(raw["address"]), src.line_of("members", where))
+
+    def bad(message: str, token: object) -> ConfigError:
+        return ConfigError(message, src.path, line, str(token))
+
     try:
         host, port = parse_hostport(str(raw["address"]))
     except ValueError as exc:
-        raise src.error(str(exc), "members", where, token=raw["address"]) from None
+        raise bad(str(exc), raw["address"]) from None
     name = str(raw.get("name") or f"{host}:{port}")
     weight = raw.get("weight", 1)
     if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
-        raise src.error("weight: expected a positive integer", "members", where, token=weight)
+        raise bad("weight: expected a positive integer", weight)
     max_fails = raw.get("max_fails", 1)
     if not isinstance(max_fails, int) or max_fails < 0:
-        raise src.error("max_fails: expected an integer >= 0", "members", where,
-                        token=max_fails)
+        raise bad("max_fails: expected an integer >= 0", max_fails)
     try:
         fail_timeout = parse_duration(raw.get("fail_timeout", 10))
     except ValueError as exc:
-        raise src.error(str(exc), "members", where, token=raw.get("fail_timeout")) from None
+        raise bad(str(exc), raw.get("fail_timeout")) from None
     route = raw.get("route")
     return MemberConfig(name, host, port, weight, max_fails, fail_timeout,
                         bool(raw.get("backup", False)), bool(raw.get("down", False)),
