@@ -15,13 +15,14 @@ from pycommon.http import reason_phrase
 
 if TYPE_CHECKING:
     from pyservlet.context import Context
+    from pysession.binding import SessionBinding
     from pysession.session import Session
 
 
 class Request:
     """One HTTP request as a servlet sees it."""
 
-    __slots__ = ("_form", "_session", "body", "context", "cookies", "headers", "method",
+    __slots__ = ("_binding", "_form", "body", "context", "cookies", "headers", "method",
                  "path", "path_session_id", "query_string", "remote_addr", "servlet_path",
                  "session_id_from_cookie", "target", "local_addr")
 
@@ -53,7 +54,7 @@ class Request:
         self.context: Context | None = None
         self.servlet_path = ""
         self.session_id_from_cookie = False
-        self._session: Session | None = None
+        self._binding: SessionBinding | None = None
         self._form: dict[str, list[str]] | None = None
 
     def header(self, name: str, default: str | None = None) -> str | None:
@@ -84,18 +85,34 @@ class Request:
         return json.loads(self.body or b"null")
 
     def get_session(self, create: bool = True) -> Session | None:
-        """The request's session; creates one (new id) when asked and none is valid."""
-        if self._session is not None and self._session.valid:
-            return self._session
-        if self.context is None:
+        """The request's session (servlet getSession); with `create`, a new one (new id)
+        when the request has none or presented an unknown/expired id."""
+        b = self._binding
+        if b is None:
             return None
-        self._session = self.context.session_for(self, create)
-        return self._session
+        return b.get(create)
 
     @property
     def session(self) -> Session | None:
         """The session already bound to this request, without creating one."""
-        return self._session
+        b = self._binding
+        if b is None or b.session is None or not b.session.valid:
+            return None
+        return b.session
+
+    def change_session_id(self) -> str:
+        """Servlet changeSessionId: call at login (session fixation protection)."""
+        if self._binding is None:
+            raise RuntimeError("change_session_id: no session support in this context")
+        return self._binding.change_id()
+
+    @property
+    def requested_session_id(self) -> str | None:
+        return self._binding.presented if self._binding is not None else None
+
+    @property
+    def requested_session_id_valid(self) -> bool:
+        return self._binding is not None and self._binding.requested_id_valid
 
 
 class Response:
