@@ -38,3 +38,36 @@ def start_lab(tmp_path: Path) -> Iterator[StartLab]:
     yield start
     for sup in reversed(sups):
         sup.down(timeout=5)
+
+
+def _live_children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid) and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the run if any test left a child process of this pytest worker running."""
+    yield
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + 5
+    left = _live_children(os.getpid())
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = _live_children(os.getpid())
+    for pid in left:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind by the tests: {left}"
