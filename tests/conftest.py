@@ -65,9 +65,9 @@ def no_process_left_behind() -> Iterator[None]:
     while left and time.monotonic() < deadline:
         time.sleep(0.05)
         left = _live_children(os.getpid())
+    import contextlib
+
     for pid in left:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left behind by the tests: {left}"
