@@ -1,10 +1,21 @@
-"""The proxy data path: client connections, upstream keep-alive pools, retries (asyncio shell).
+"""The proxy data path (asyncio shell): client connections, exchanges, retries, tunnels.
 
-Decisions (which peer, is it usable) live in `pylb.balancing` (sans-IO); this module only moves
-bytes. Requests on one client connection are proxied strictly in order (pipelining-safe). The
-request body is read whole (bounded by client_max_body_size) before the upstream is chosen, so
-a retry on connect failure can resend it; a non-idempotent request is never re-sent once its
-bytes went out. Give-up: timeout → 504, anything else → 502.
+Decisions (which peer, is it usable, which route) live in `pylb.balancing` and `pylb.sticky`
+(sans-IO); this module only moves bytes and timers.
+
+* Requests on one client connection are answered strictly in order (pipelining-safe); parse
+  errors found behind a request in flight are answered after it, then the connection closes.
+* Request bodies are buffered (bounded by `client_max_body_size`, nginx's default
+  `proxy_request_buffering on`), so an over-limit body never reaches a member and a retry
+  after a connect failure can resend it. Responses are streamed: the upstream socket stops
+  being read while the client's socket is over its high-water mark (`pause_writing`).
+* Retries (nginx `proxy_next_upstream error timeout`): connect error/timeout → next member;
+  once a non-idempotent request (POST, PATCH, LOCK, ...) was written to a member it is never
+  re-sent. To keep that from turning an upstream's idle-close race into a 502, such requests
+  only reuse pooled connections idle for less than `NON_IDEMPOTENT_MAX_IDLE` seconds.
+  Give-up: timeout → 504, otherwise 502; nothing usable → 502; sticky force → 503.
+* `Upgrade` (WebSocket) requests are forwarded with their Upgrade/Connection headers; on a
+  101 answer both sockets become a byte tunnel with backpressure both ways.
 """
 
 from __future__ import annotations
@@ -12,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import time
 from collections import deque
 from typing import cast
 
@@ -26,7 +36,6 @@ from pycommon.http import (
     RequestHead,
     RequestParser,
     ResponseHead,
-    ResponseParser,
     Upgrade,
     encode_chunk,
     encode_request_head,
@@ -34,42 +43,57 @@ from pycommon.http import (
     error_page,
     simple_response,
 )
-from pylb.balancing import METHODS, Balancer, Peer, Pick
-from pylb.config import LbConfig, ServerConfig, UpstreamConfig
+from pylb.access_log import AccessLog
+from pylb.balancing import Peer, Pick
+from pylb.config import LbConfig, ServerConfig
+from pylb.sticky import strip_cookie
+from pylb.upstream import UpstreamConnection, UpstreamGone, UpstreamGroup, UpstreamTimeout
 
 log = logging.getLogger("pylb.proxy")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
+NON_IDEMPOTENT_MAX_IDLE = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-class UpstreamGone(Exception):
-    def __init__(self, sent: bool, got_bytes: bool) -> None:
-        self.sent = sent
-        self.got_bytes = got_bytes
-        super().__init__("upstream connection lost")
+MAX_QUEUED = 16  # pipelined requests buffered before we stop reading the client
 
 
 class Exchange:
     """One request in flight to one upstream connection; relays the response to the client."""
 
-    __slots__ = ("chunked_out", "client", "done", "got_bytes", "head_written", "keep_client",
+    __slots__ = ("body_bytes", "chunked_out", "client", "done", "extra", "head_only",
+                 "head_written", "keep_client", "status", "timer", "upgrade", "upgraded",
                  "upstream_keep")
 
-    def __init__(self, client: ClientConnection, keep_client: bool) -> None:
+    def __init__(self, client: ClientConnection, keep_client: bool, head_only: bool,
+                 upgrade: bool, extra: list[tuple[bytes, bytes]]) -> None:
         self.client = client
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.keep_client = keep_client
+        self.head_only = head_only
+        self.upgrade = upgrade
+        self.extra = extra
         self.head_written = False
         self.chunked_out = False
-        self.got_bytes = False
         self.upstream_keep = True
+        self.upgraded = False
+        self.status = 0
+        self.body_bytes = 0
+        self.timer: asyncio.TimerHandle | None = None
 
-    def on_head(self, h: ResponseHead, head_only: bool) -> None:
-        if h.status < 200:  # 100 Continue and friends: the body was already buffered
+    def on_head(self, h: ResponseHead) -> None:
+        status = h.status
+        if status < 200 and not (status == 101 and self.upgrade):
+            return  # 100 Continue and friends: the body was already sent whole
+        self.status = status
+        if status == 101:
+            self.client.write(encode_response_head(101, h.headers, h.reason or None))
+            self.head_written = True
             return
-        hs = [(k, v) for k, v in h.headers if k.lower() not in HOP_BY_HOP]
-        no_body = head_only or h.status in (204, 304)
+        conn_tokens = _connection_tokens(h.get(b"connection"))
+        hs = [(k, v) for k, v in h.headers
+              if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
+        hs.extend(self.extra)
+        no_body = self.head_only or status in (204, 304)
         if not no_body and h.content_length is None:
             if self.client.http11:
                 hs.append((b"Transfer-Encoding", b"chunked"))
@@ -78,126 +102,267 @@ class Exchange:
                 self.keep_client = False
         if not self.keep_client:
             hs.append((b"Connection", b"close"))
-        self.upstream_keep = h.keep_alive
-        self.client.write(encode_response_head(h.status, hs, h.reason or None))
+        self.client.write(encode_response_head(status, hs, h.reason or None))
         self.head_written = True
 
     def on_body(self, data: bytes) -> None:
+        self.body_bytes += len(data)
         self.client.write(encode_chunk(data) if self.chunked_out else data)
 
-    def on_end(self) -> None:
+    def on_end(self, keep: bool) -> None:
+        self.upstream_keep = keep
         if self.chunked_out:
             self.client.write(LAST_CHUNK)
         if not self.done.done():
             self.done.set_result(None)
 
-    def on_lost(self, sent: bool) -> None:
+    def on_upgrade(self, data: bytes) -> None:
+        self.upgraded = True
+        self.upstream_keep = False
+        if data:
+            self.client.write(data)
         if not self.done.done():
-            self.done.set_exception(UpstreamGone(sent, self.got_bytes))
+            self.done.set_result(None)
+
+    def on_lost(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    def watch(self, conn: UpstreamConnection, timeout: float) -> None:
+        """nginx `proxy_read_timeout`: the longest gap between two reads from the member."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            idle = loop.time() - conn.last_read
+            if self.done.done():
+                return
+            if idle >= timeout:
+                self.done.set_exception(UpstreamTimeout())
+            else:
+                self.timer = loop.call_later(timeout - idle, check)
+
+        self.timer = loop.call_later(timeout, check)
 
 
-class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("alive", "exchange", "head_only", "parser", "peer", "sent", "transport")
+def _connection_tokens(value: bytes | None) -> frozenset[bytes]:
+    if not value:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in value.split(b","))
 
-    def __init__(self, peer: Peer) -> None:
-        self.peer = peer
-        self.parser = ResponseParser()
+
+def _pack_addr(addr: str) -> bytes:
+    try:
+        return ipaddress.ip_address(addr).packed
+    except ValueError:
+        return b""
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = ("_body", "_body_size", "_busy", "_head", "_queue", "_timer", "_timer_kind",
+                 "closing", "http11", "paused", "peer", "parser", "pending_tunnel", "proxy",
+                 "reading_paused", "served", "transport", "tunnel", "upstream")
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.parser = RequestParser(proxy.limits)
         self.transport: asyncio.Transport | None = None
-        self.exchange: Exchange | None = None
-        self.alive = True
-        self.head_only = False
-        self.sent = False
+        self.peer = ""
+        self._queue: deque[tuple[RequestHead | None, bytes | int]] = deque()
+        self._head: RequestHead | None = None
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+        self.closing = False
+        self.http11 = True
+        self.served = 0
+        self.paused = False  # our writes are over the high-water mark
+        self.reading_paused = False
+        self.upstream: UpstreamConnection | None = None  # the member streaming to us now
+        self.tunnel: UpstreamConnection | None = None
+        self.pending_tunnel: list[bytes] = []
 
+    # -- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
+        self.proxy.clients.add(self)
+        self.proxy.stats.connections += 1
+        self._arm("header", self.proxy.server.client_header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.alive = False
-        ex = self.exchange
-        if ex is not None:
-            for ev in self.parser.feed_eof():
-                if isinstance(ev, EndOfMessage):
-                    ex.upstream_keep = False
-                    ex.on_end()
-                    return
-            ex.on_lost(self.sent)
+        self.proxy.clients.discard(self)
+        self._cancel_timer()
+        self.transport = None
+        up = self.upstream or self.tunnel
+        if up is not None:
+            up.close()
 
-    def start(self, ex: Exchange, data: bytes, head_only: bool) -> None:
-        self.exchange = ex
-        self.head_only = head_only
-        if head_only:
-            self.parser.expect_head_only()
-        assert self.transport is not None
-        self.transport.write(data)
-        self.sent = True
+    def pause_writing(self) -> None:
+        self.paused = True
+        up = self.upstream or self.tunnel
+        if up is not None and up.transport is not None:
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        up = self.upstream or self.tunnel
+        if up is not None and up.transport is not None and up.alive:
+            up.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        ex = self.exchange
-        if ex is None:  # bytes while idle: the upstream is confused; drop the connection
-            self.close()
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.write(data)
             return
-        ex.got_bytes = True
+        if self._timer_kind != "body":
+            self._cancel_timer()
         try:
             events = self.parser.feed(data)
-        except HttpError:
-            self.close()
-            ex.on_lost(True)
+        except HttpError as exc:
+            self._reject(exc.status)
             return
         for ev in events:
-            if isinstance(ev, ResponseHead):
-                ex.on_head(ev, self.head_only)
-            elif isinstance(ev, Body):
-                ex.on_body(ev.data)
-            elif isinstance(ev, EndOfMessage):
-                if not ex.head_written:  # end of an interim 1xx response
-                    continue
-                self.exchange = None
-                ex.on_end()
+            cls = ev.__class__
+            if cls is RequestHead:
+                head = cast(RequestHead, ev)
+                self._head = head
+                self._body = []
+                self._body_size = 0
+                if head.has_body:
+                    self._arm("body", self.proxy.server.client_body_timeout)
+                    expect = head.get(b"expect")
+                    if expect is not None and expect.lower() == b"100-continue" and \
+                            head.version == "1.1" and not self._queue and not self._busy:
+                        self.write(CONTINUE)
+            elif cls is Body:
+                chunk = cast(Body, ev).data
+                self._body.append(chunk)
+                self._body_size += len(chunk)
+                if self._timer_kind == "body":
+                    self._arm("body", self.proxy.server.client_body_timeout)
+            elif cls is EndOfMessage:
+                if self._head is not None:
+                    if self._timer_kind == "body":
+                        self._cancel_timer()
+                    body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+                    self._queue.append((self._head, body))
+                    self._head = None
             elif isinstance(ev, Upgrade):
-                self.close()
-                ex.on_lost(True)
+                if ev.data:
+                    self.pending_tunnel.append(ev.data)
+        if self._head is None and events and events[-1].__class__ is not EndOfMessage \
+                and not self.parser.upgraded:
+            self._arm("header", self.proxy.server.client_header_timeout)
+        elif self._head is None and not events:
+            self._arm("header", self.proxy.server.client_header_timeout)
+        if self._queue:
+            if not self._busy:
+                self._busy = True
+                asyncio.get_running_loop().create_task(self._run())
+            if len(self._queue) >= MAX_QUEUED and self.transport is not None:
+                self.transport.pause_reading()
+                self.reading_paused = True
+
+    # -- helpers ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _reject(self, status: int) -> None:
+        """A bad request: answer it after whatever is in flight, then close (nginx)."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._cancel_timer()
+        self._queue.append((None, status))
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().create_task(self._run())
 
     def close(self) -> None:
-        self.alive = False
-        if self.transport is not None:
+        if self.transport is not None and not self.closing:
+            self.closing = True
             self.transport.close()
 
+    def _arm(self, kind: str, timeout: float) -> None:
+        self._cancel_timer()
+        if timeout > 0:
+            self._timer_kind = kind
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._timeout)
 
-class UpstreamGroup:
-    """A balancer plus per-peer pools of idle keep-alive connections."""
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_kind = ""
 
-    def __init__(self, cfg: UpstreamConfig) -> None:
-        self.cfg = cfg
-        peers = [Peer(m.name, m.host, m.port, m.weight, m.max_fails, m.fail_timeout, m.backup,
-                      m.down, m.route) for m in cfg.members]
-        self.balancer: Balancer = METHODS[cfg.balance](peers)
-        self.idle: dict[int, deque[UpstreamConnection]] = {p.index: deque() for p in peers}
+    def _timeout(self) -> None:
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        if kind == "body":  # nginx client_body_timeout → 408
+            self._reject(408)
+        else:  # header timeout or keep-alive idle: close without a response
+            self.close()
 
-    async def acquire(self, peer: Peer) -> tuple[UpstreamConnection, bool]:
-        pool = self.idle[peer.index]
-        while pool:
-            conn = pool.pop()
-            if conn.alive:
-                return conn, True
-        loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(peer), peer.host, peer.port),
-            self.cfg.connect_timeout)
-        return proto, False
+    @property
+    def idle(self) -> bool:
+        return not self._busy and not self._queue and self._head is None and self.tunnel is None
 
-    def release(self, conn: UpstreamConnection, keep: bool) -> None:
-        conn.exchange = None
-        conn.sent = False
-        pool = self.idle[conn.peer.index]
-        if keep and conn.alive and len(pool) < self.cfg.keepalive:
-            pool.append(conn)
-        else:
-            conn.close()
+    def start_tunnel(self, conn: UpstreamConnection) -> None:
+        self.tunnel = conn
+        self._cancel_timer()
 
-    def close(self) -> None:
-        for pool in self.idle.values():
-            while pool:
-                pool.pop().close()
+        def to_client(data: bytes) -> None:
+            self.write(data)
+
+        conn.tunnel = to_client
+        conn.on_close = self.close
+        conn.flow = self.transport
+        if conn.transport is not None:
+            for d in self.pending_tunnel:
+                conn.transport.write(d)
+        self.pending_tunnel = []
+        if self.transport is not None and self.reading_paused:
+            self.transport.resume_reading()
+
+    async def _run(self) -> None:
+        proxy = self.proxy
+        try:
+            while self._queue and self.transport is not None:
+                head, body = self._queue.popleft()
+                if self.reading_paused and len(self._queue) < MAX_QUEUED // 2 and \
+                        head is not None:
+                    self.reading_paused = False
+                    self.transport.resume_reading()
+                if head is None:
+                    status = cast(int, body)
+                    self.write(proxy.error_response(status, False, False))
+                    proxy.access.log_error(self.peer, status)
+                    self.close()
+                    return
+                self.served += 1
+                self.http11 = head.version == "1.1"
+                keep = (head.keep_alive and not proxy.stopping and
+                        self.served < proxy.server.keepalive_requests)
+                keep = await proxy.forward(self, head, cast(bytes, body), keep)
+                if self.tunnel is not None:
+                    return
+                if not keep:
+                    self.close()
+                    return
+        except Exception:
+            log.exception("proxy error")
+            self.close()
+        finally:
+            self._busy = False
+        if self.transport is not None and self.tunnel is None:
+            if proxy.stopping and self._head is None:
+                self.close()
+            elif self._timer is None:
+                self._arm("idle", proxy.server.keepalive_timeout)
 
 
 class ProxyStats:
@@ -209,246 +374,233 @@ class ProxyStats:
         self.responses_5xx = 0
 
 
-def _pack_addr(addr: str) -> bytes:
-    try:
-        return ipaddress.ip_address(addr).packed
-    except ValueError:
-        return b""
-
-
-class ClientConnection(asyncio.Protocol):
-    __slots__ = ("_body", "_busy", "_head", "_queue", "_timer", "closing", "http11", "peer",
-                 "parser", "proxy", "served", "transport")
-
-    def __init__(self, proxy: Proxy) -> None:
-        self.proxy = proxy
-        self.parser = RequestParser(proxy.limits)
-        self.transport: asyncio.Transport | None = None
-        self.peer = ""
-        self._queue: deque[tuple[RequestHead, bytes]] = deque()
-        self._head: RequestHead | None = None
-        self._body: list[bytes] = []
-        self._busy = False
-        self._timer: asyncio.TimerHandle | None = None
-        self.closing = False
-        self.http11 = True
-        self.served = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if peer else ""
-        self.proxy.clients.add(self)
-        self.proxy.stats.connections += 1
-        self._arm(self.proxy.server.keepalive_timeout)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.proxy.clients.discard(self)
-        if self._timer:
-            self._timer.cancel()
-        self.transport = None
-
-    def data_received(self, data: bytes) -> None:
-        if self._timer:
-            self._timer.cancel()
-            self._timer = None
-        try:
-            events = self.parser.feed(data)
-        except HttpError as exc:
-            self._fail(exc.status)
-            return
-        for ev in events:
-            if isinstance(ev, RequestHead):
-                self._head = ev
-                self._body = []
-                expect = ev.get(b"expect")
-                if expect is not None and expect.lower() == b"100-continue" and not self._queue \
-                        and not self._busy:
-                    self.write(CONTINUE)
-            elif isinstance(ev, Body):
-                self._body.append(ev.data)
-            elif isinstance(ev, EndOfMessage) and self._head is not None:
-                self._queue.append((self._head, b"".join(self._body)))
-                self._head = None
-            elif isinstance(ev, Upgrade):
-                self._fail(501)  # WebSocket pass-through: not in the skeleton
-                return
-        if self._queue and not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._run())
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.write(data)
-
-    def _fail(self, status: int) -> None:
-        self.write(simple_response(status, error_page(status), keep_alive=False))
-        self.close()
-
-    def close(self) -> None:
-        if self.transport is not None and not self.closing:
-            self.closing = True
-            self.transport.close()
-
-    def _arm(self, timeout: float) -> None:
-        if timeout > 0:
-            self._timer = asyncio.get_running_loop().call_later(timeout, self.close)
-
-    @property
-    def idle(self) -> bool:
-        return not self._busy and not self._queue and self._head is None
-
-    async def _run(self) -> None:
-        try:
-            while self._queue and self.transport is not None:
-                head, body = self._queue.popleft()
-                self.served += 1
-                self.http11 = head.version == "1.1"
-                keep = (head.keep_alive and not self.proxy.stopping and
-                        self.served < self.proxy.server.keepalive_requests)
-                keep = await self.proxy.forward(self, head, body, keep)
-                if not keep:
-                    self.close()
-                    return
-        except Exception:
-            log.exception("proxy error")
-            self.close()
-        finally:
-            self._busy = False
-        if self.transport is not None:
-            if self.proxy.stopping:
-                self.close()
-            else:
-                self._arm(self.proxy.server.keepalive_timeout)
-
-
 class Proxy:
     def __init__(self, cfg: LbConfig) -> None:
-        self.cfg = cfg
-        self.server: ServerConfig = cfg.server
-        self.limits = Limits(max_body_size=cfg.server.client_max_body_size)
-        self.groups = {name: UpstreamGroup(u) for name, u in cfg.upstreams.items()}
-        self.default = self.groups[cfg.server.upstream]
         self.clients: set[ClientConnection] = set()
         self.stats = ProxyStats()
         self.stopping = False
-        self.servers: list[asyncio.Server] = []
+        self.servers: dict[tuple[str, int], asyncio.Server] = {}
+        self.reuse_port = False
+        self.access = AccessLog(cfg.server.access_log, cfg.server.access_log_format)
+        self.groups: dict[str, UpstreamGroup] = {}
+        self.apply_config(cfg)
 
-    def request_bytes(self, client: ClientConnection, head: RequestHead, body: bytes) -> bytes:
-        conn_tokens = {t.strip().lower() for v in [head.get(b"connection") or b""]
-                       for t in v.split(b",")}
-        sets = self.server.set_headers
+    def apply_config(self, cfg: LbConfig) -> None:
+        """Install a (new) config; runtime member state is carried over by `pylb.runtime`."""
+        self.cfg = cfg
+        self.server: ServerConfig = cfg.server
+        s = cfg.server
+        self.limits = Limits(s.max_request_line, s.max_header_line, s.max_header_size,
+                             s.client_max_body_size)
+        old = self.groups
+        self.groups = {name: UpstreamGroup(u) for name, u in cfg.upstreams.items()}
+        self.default = self.groups[cfg.server.upstream]
+        for g in old.values():
+            g.close()  # idle pooled connections go; in-flight ones finish on the old group
+        if (self.access.path, self.access.fmt) != (s.access_log, s.access_log_format):
+            self.access.close()
+            self.access = AccessLog(s.access_log, s.access_log_format)
+        scheme = b"http"
+        sets: list[tuple[bytes, str]] = []
+        for name, value in s.set_headers.items():
+            sets.append((name.encode(), value.replace("$scheme", scheme.decode())))
+        self._sets = sets
+        self._set_lower = frozenset(n.lower() for n, _ in sets)
+
+    def error_response(self, status: int, keep: bool, head_only: bool) -> bytes:
+        body = self.server.error_pages.get(status) or error_page(status)
+        return simple_response(status, body, keep_alive=keep, head_only=head_only)
+
+    def request_bytes(self, client: ClientConnection, head: RequestHead, body: bytes,
+                      strip: bytes | None) -> bytes:
+        conn_tokens = _connection_tokens(head.get(b"connection"))
+        set_lower = self._set_lower
         hs: list[tuple[bytes, bytes]] = []
-        host = head.get(b"host") or b""
-        xff = None
+        host = b""
+        xff: bytes | None = None
         for k, v in head.headers:
             lk = k.lower()
-            if lk in HOP_BY_HOP or lk in conn_tokens or lk == b"content-length" \
-                    or lk == b"expect":
-                continue
-            if lk == b"x-forwarded-for":
+            if lk == b"host":
+                host = v
+            elif lk == b"x-forwarded-for":
                 xff = v if xff is None else xff + b", " + v
                 continue
-            if lk in (b"host", b"x-real-ip") and k.decode("latin-1").title() in sets:
+            if lk in HOP_BY_HOP or lk in conn_tokens or lk == b"content-length" \
+                    or lk == b"expect" or lk in set_lower:
                 continue
+            if strip is not None and lk == b"cookie":
+                v = strip_cookie(v, strip)
+                if not v:
+                    continue
             hs.append((k, v))
-        for name, value in sets.items():
+        peer = client.peer.encode()
+        front: list[tuple[bytes, bytes]] = []
+        for name, value in self._sets:
             if value == "$host":
-                hs.insert(0, (name.encode(), host or b"localhost"))
+                front.append((name, host or b"localhost"))
             elif value == "$remote_addr":
-                hs.append((name.encode(), client.peer.encode()))
+                hs.append((name, peer))
             elif value == "$proxy_add_x_forwarded_for":
-                peer = client.peer.encode()
-                hs.append((name.encode(), xff + b", " + peer if xff else peer))
-            else:
-                hs.append((name.encode(), value.encode()))
-        if xff is not None and "X-Forwarded-For" not in sets:
+                hs.append((name, xff + b", " + peer if xff else peer))
+            elif value.startswith("$http_"):
+                hv = head.get(value[6:].replace("_", "-").encode())
+                if hv is not None:
+                    hs.append((name, hv))
+            elif value:
+                hs.append((name, value.encode()))
+        if xff is not None and b"x-forwarded-for" not in set_lower:
             hs.append((b"X-Forwarded-For", xff))
+        if head.upgrade:
+            up = head.get(b"upgrade")
+            if up is not None:
+                hs.append((b"Upgrade", up))
+                hs.append((b"Connection", b"upgrade"))
         if body or head.method in (b"POST", b"PUT", b"PATCH"):
             hs.append((b"Content-Length", b"%d" % len(body)))
-        return encode_request_head(head.method, head.target, hs) + body
+        return encode_request_head(head.method, head.target, front + hs) + body
 
     async def forward(self, client: ClientConnection, head: RequestHead, body: bytes,
                       keep: bool) -> bool:
         """Proxy one request; return whether the client connection stays open."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         group = self.default
         bal = group.balancer
+        sticky = group.sticky
         self.stats.requests += 1
         pick = Pick(client=_pack_addr(client.peer))
-        data = self.request_bytes(client, head, body)
+        inserted = None
+        if sticky is not None:
+            cookies = [v for k, v in head.headers if k.lower() == b"cookie"]
+            pick.route, inserted = sticky.routes(head.target, cookies)
+        if group.key is not None:
+            pick.key = group.key(head, client.peer)
         idempotent = head.method in IDEMPOTENT
+        head_only = head.method == b"HEAD"
+        strip = None
+        if sticky is not None and sticky.cfg.indirect and sticky.cfg.insert:
+            strip = sticky.cfg.insert.encode()
+        data: bytes | None = None
         give_up = 502
-        for _attempt in range(len(bal.peers) + 1):
-            now = time.monotonic()
-            peer = bal.select(pick, now)
+        tries = group.tries
+        stale = 0
+        peer: Peer | None = None
+        while tries > 0:
+            now = loop.time()
+            extra: list[tuple[bytes, bytes]] = []
+            if sticky is not None:
+                d = sticky.choose(bal, pick, now, inserted)
+                if d.status:
+                    give_up = d.status
+                    break
+                peer = d.peer
+                if d.set_cookie is not None:
+                    extra.append((b"Set-Cookie", d.set_cookie))
+                    if sticky.cfg.nocache:
+                        extra.append((b"Cache-Control", b"private"))
+            else:
+                peer = bal.select(pick, now)
             if peer is None:
                 break
             pick.tried.add(peer.index)
-            try:
-                conn, reused = await group.acquire(peer)
-            except TimeoutError:
-                bal.report(peer, False, time.monotonic())
-                give_up = 504
-                log.warning("connect to %s (%s:%d) timed out", peer.name, peer.host, peer.port)
-                continue
-            except OSError as exc:
-                bal.report(peer, False, time.monotonic())
-                give_up = 502
-                log.warning("connect to %s (%s:%d) failed: %s", peer.name, peer.host,
-                            peer.port, exc.strerror or exc)
-                continue
-            ex = Exchange(client, keep)
-            peer.active += 1
+            conn = group.take_idle(peer, now, None if idempotent else NON_IDEMPOTENT_MAX_IDLE)
+            reused = conn is not None
+            if conn is None:
+                tries -= 1
+                try:
+                    conn = await group.connect(peer)
+                except TimeoutError:
+                    bal.report(peer, False, loop.time())
+                    give_up = 504
+                    log.warning("connect to %s (%s:%d) timed out", peer.name, peer.host,
+                                peer.port)
+                    continue
+                except OSError as exc:
+                    bal.report(peer, False, loop.time())
+                    give_up = 502
+                    log.warning("connect to %s (%s:%d) failed: %s", peer.name, peer.host,
+                                peer.port, exc.strerror or exc)
+                    continue
+                if client.transport is None:
+                    group.release(conn, True, loop.time())
+                    return False
+            else:
+                tries -= 1
+            if data is None:
+                data = self.request_bytes(client, head, body, strip)
+            ex = Exchange(client, keep, head_only, head.upgrade, extra)
+            peer.conns += 1
             peer.requests += 1
+            client.upstream = conn
             try:
-                conn.start(ex, data, head.method == b"HEAD")
-                await asyncio.wait_for(asyncio.shield(ex.done), group.cfg.read_timeout)
-            except UpstreamGone as gone:
+                conn.start(ex, data, head_only, loop.time())
+                if client.paused and conn.transport is not None:
+                    conn.transport.pause_reading()
+                ex.watch(conn, group.cfg.read_timeout)
+                await ex.done
+            except (UpstreamGone, UpstreamTimeout, HttpError) as exc:
                 conn.close()
+                if client.transport is None:  # the client went away: not the member's fault
+                    return False
+                timeout = isinstance(exc, UpstreamTimeout)
+                stale_conn = isinstance(exc, UpstreamGone) and reused and not exc.got_bytes
+                if not stale_conn:
+                    bal.report(peer, False, loop.time())
+                    log.warning("%s (%s:%d): %s", peer.name, peer.host, peer.port,
+                                "read timed out" if timeout else exc)
                 if ex.head_written:  # mid-response: nothing to do but cut the client
-                    bal.report(peer, False, time.monotonic())
+                    self.access.log(client, head, ex.status, ex.body_bytes, started, peer)
                     return False
-                if reused and not gone.got_bytes:
-                    # a kept-alive upstream connection closed under us: not the peer's fault
+                give_up = 504 if timeout else 502
+                if not idempotent or isinstance(exc, HttpError):
+                    break  # sent once: never re-send; a bad answer is not retried either
+                if stale_conn and stale < group.cfg.keepalive + 1:
+                    stale += 1
+                    tries += 1  # an idle-closed pooled connection does not count as a try
                     pick.tried.discard(peer.index)
-                else:
-                    bal.report(peer, False, time.monotonic())
-                if not idempotent and not (reused and not gone.got_bytes):
-                    break
-                continue
-            except TimeoutError:
-                conn.close()
-                bal.report(peer, False, time.monotonic())
-                if ex.head_written:
-                    return False
-                give_up = 504
-                if not idempotent:
-                    break
                 continue
             finally:
-                peer.active -= 1
-            bal.report(peer, True, time.monotonic())
-            group.release(conn, ex.upstream_keep)
+                peer.conns -= 1
+                client.upstream = None
+                if ex.timer is not None:
+                    ex.timer.cancel()
+            bal.report(peer, True, loop.time())
+            self.access.log(client, head, ex.status, ex.body_bytes, started, peer)
+            if ex.upgraded:
+                client.start_tunnel(conn)
+                return True
+            group.release(conn, ex.upstream_keep, loop.time())
             return ex.keep_client
         self.stats.responses_5xx += 1
-        client.write(simple_response(give_up, error_page(give_up), keep_alive=keep,
-                                     head_only=head.method == b"HEAD"))
+        client.write(self.error_response(give_up, keep, head_only))
+        self.access.log(client, head, give_up, 0, started, None)
         return keep
 
-    async def start(self) -> list[tuple[str, int]]:
+    async def start(self, reuse_port: bool = False) -> list[tuple[str, int]]:
+        self.reuse_port = reuse_port
+        return await self.bind(self.server.listen)
+
+    async def bind(self, addrs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Listen on `addrs`, keeping sockets that are already open (SIGHUP reload)."""
         loop = asyncio.get_running_loop()
         bound = []
-        for host, port in self.server.listen:
-            srv = await loop.create_server(lambda: ClientConnection(self), host, port,
-                                           reuse_address=True, backlog=1024)
-            self.servers.append(srv)
+        for addr in addrs:
+            srv = self.servers.get(addr)
+            if srv is None:
+                srv = await loop.create_server(lambda: ClientConnection(self), addr[0], addr[1],
+                                               reuse_address=True, backlog=1024,
+                                               reuse_port=self.reuse_port or None)
+                self.servers[addr] = srv
             name = srv.sockets[0].getsockname()
             bound.append((name[0], name[1]))
+        for addr in list(self.servers):
+            if addr not in addrs:
+                self.servers.pop(addr).close()
         return bound
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping = True
-        for srv in self.servers:
+        for srv in self.servers.values():
             srv.close()
         for c in list(self.clients):
             if c.idle:
@@ -456,8 +608,12 @@ class Proxy:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while self.clients and loop.time() < deadline:
+            for c in list(self.clients):
+                if c.idle:
+                    c.close()
             await asyncio.sleep(0.02)
         for c in list(self.clients):
             c.close()
         for g in self.groups.values():
             g.close()
+        self.access.close()

@@ -2,9 +2,14 @@
 
 Semantics follow ngx_http_upstream_round_robin.c: a peer is skipped while
 `fails >= max_fails` and `now - checked <= fail_timeout`; after fail_timeout it gets one trial
-request; a failure adds one to `fails` and lowers `effective_weight` by `weight / max_fails`;
-a success after the trial resets `fails`. A one-peer group is never marked failed. Backup peers
-are used only when no primary peer is usable.
+request; a failure adds one to `fails` and lowers `effective` by `weight // max_fails`;
+a success after the trial resets `fails`. A one-peer group is never marked failed.
+
+Tiers: the first tier is every primary peer whose runtime state is `active`; the second tier
+(used only when the first yields nothing) is the backup peers plus primaries in `standby`
+(httpd's hot standby). Peers in `drain`/`disabled` take only requests already stuck to them
+(the sticky layer asks `Peer.usable`), `stopped` take nothing. No method reads a clock:
+`now` comes in as an argument, so tests replay any timeline.
 """
 
 from __future__ import annotations
@@ -12,18 +17,28 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+ACTIVE = "active"
+DRAIN = "drain"
+DISABLED = "disabled"
+STOPPED = "stopped"
+STANDBY = "standby"
+STATES = (ACTIVE, DRAIN, DISABLED, STOPPED, STANDBY)
+
 
 class Peer:
-    __slots__ = ("accessed", "active", "backup", "checked", "conns", "current", "down",
-                 "effective", "fail_timeout", "fails", "host", "index", "max_fails", "name",
-                 "port", "requests", "route", "weight")
+    __slots__ = ("accessed", "backup", "checked", "conns", "current", "down", "effective",
+                 "fail_timeout", "failures", "fails", "healthy", "host", "index", "max_fails",
+                 "name", "port", "requests", "route", "server", "state", "sticky_hits",
+                 "weight")
 
     def __init__(self, name: str, host: str, port: int, weight: int = 1, max_fails: int = 1,
                  fail_timeout: float = 10.0, backup: bool = False, down: bool = False,
-                 route: str | None = None) -> None:
+                 route: str | None = None, state: str = ACTIVE) -> None:
         self.name = name
         self.host = host
         self.port = port
+        # the `server` string nginx hashes for `hash ... consistent`
+        self.server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.weight = weight
         self.effective = weight
         self.current = 0
@@ -35,35 +50,71 @@ class Peer:
         self.backup = backup
         self.down = down
         self.route = route
+        self.state = state
+        self.healthy = True  # active health checks (pylb.health) flip this
         self.index = 0
-        self.conns = 0
-        self.active = 0
+        self.conns = 0  # requests in flight (least_conn, manager page)
         self.requests = 0
+        self.failures = 0  # total failed attempts (manager page)
+        self.sticky_hits = 0
 
     def usable(self, now: float) -> bool:
-        if self.down:
+        """Can take a request at all (sticky requests may use drain/disabled peers)."""
+        if self.down or not self.healthy or self.state == STOPPED:
             return False
         return not (self.max_fails and self.fails >= self.max_fails
                     and now - self.checked <= self.fail_timeout)
 
+    @property
+    def active(self) -> int:
+        return self.conns
+
     def __repr__(self) -> str:
-        return f"<Peer {self.name} {self.host}:{self.port} w={self.weight}>"
+        return f"<Peer {self.name} {self.host}:{self.port} w={self.weight} {self.state}>"
 
 
 class Pick:
-    """What a balancer may look at for one request."""
+    """What a balancer may look at for one request, plus per-request retry state."""
 
-    __slots__ = ("client", "key", "route", "tried")
+    __slots__ = ("client", "hash", "key", "rehash", "route", "tried", "tries")
 
     def __init__(self, client: bytes = b"", key: bytes = b"", route: str | None = None) -> None:
         self.client = client  # packed client address (4 or 16 bytes)
-        self.key = key
+        self.key = key  # the evaluated `hash` key
         self.route = route
         self.tried: set[int] = set()
+        self.hash: int | None = None  # ip_hash / hash carry their hash across retries
+        self.tries = 0  # skips so far (nginx gives up after 20)
+        self.rehash = 0  # hash module: iterations so far (the decimal prefix)
+
+
+def eligible(p: Peer, pick: Pick, now: float) -> bool:
+    return p.index not in pick.tried and p.usable(now)
+
+
+def smooth_wrr(peers: Sequence[Peer], pick: Pick, now: float) -> Peer | None:
+    """nginx's smooth weighted round robin over `peers` (already restricted to one tier)."""
+    best: Peer | None = None
+    total = 0
+    for p in peers:
+        if p.index in pick.tried or not p.usable(now):
+            continue
+        p.current += p.effective
+        total += p.effective
+        if p.effective < p.weight:
+            p.effective += 1
+        if best is None or p.current > best.current:
+            best = p
+    if best is not None:
+        best.current -= total
+    return best
 
 
 class Balancer(abc.ABC):
     """Choose a peer for a request; learn from the outcome (passive health)."""
+
+    #: methods like ip_hash refuse backup peers at config time (nginx does too)
+    allows_backup = True
 
     def __init__(self, peers: Sequence[Peer]) -> None:
         self.primary = [p for p in peers if not p.backup]
@@ -71,30 +122,56 @@ class Balancer(abc.ABC):
         for i, p in enumerate(self.primary + self.backups):
             p.index = i
         self.single = len(self.primary) == 1 and not self.backups
+        self.tier1: list[Peer] = []
+        self.tier2: list[Peer] = []
+        self.total_weight = 0
+        self.refresh()
 
     @property
     def peers(self) -> list[Peer]:
         return self.primary + self.backups
 
+    def refresh(self) -> None:
+        """Recompute tiers and weights after a runtime state or weight change."""
+        self.tier1 = [p for p in self.primary if p.state == ACTIVE]
+        self.tier2 = [p for p in self.primary if p.state == STANDBY] + \
+            [p for p in self.backups if p.state in (ACTIVE, STANDBY)]
+        self.total_weight = sum(p.weight for p in self.primary)
+        self.single = len(self.primary) == 1 and not self.backups
+
+    def set_weight(self, peer: Peer, weight: int) -> None:
+        peer.weight = weight
+        peer.effective = weight
+        peer.current = 0
+        self.refresh()
+
+    def set_state(self, peer: Peer, state: str) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r} (known: {', '.join(STATES)})")
+        peer.state = state
+        self.refresh()
+
     @abc.abstractmethod
-    def select_from(self, peers: list[Peer], pick: Pick, now: float) -> Peer | None:
-        """Pick among `peers` (one tier); skip tried and unusable ones."""
+    def select_primary(self, pick: Pick, now: float) -> Peer | None:
+        """Pick among the first tier (`self.tier1`); skip tried and unusable peers."""
 
     def select(self, pick: Pick, now: float) -> Peer | None:
         if self.single:
             p = self.primary[0]
-            if p.index in pick.tried or p.down:
+            if p.index in pick.tried or p.down or not p.healthy or p.state != ACTIVE:
                 return None
             return p
-        peer = self.select_from(self.primary, pick, now)
-        if peer is None and self.backups:
-            peer = self.select_from(self.backups, pick, now)
+        peer = self.select_primary(pick, now)
+        if peer is None and self.tier2:
+            peer = smooth_wrr(self.tier2, pick, now)
         if peer is not None and now - peer.checked > peer.fail_timeout:
             peer.checked = now
         return peer
 
     def report(self, peer: Peer, ok: bool, now: float) -> None:
         """The outcome of a request sent to `peer` (nginx's `free` callback)."""
+        if not ok:
+            peer.failures += 1
         if self.single:
             return
         if not ok:
@@ -103,6 +180,6 @@ class Balancer(abc.ABC):
             peer.checked = now
             if peer.max_fails:
                 peer.effective -= peer.weight // peer.max_fails
-                peer.effective = max(peer.effective, 0)
+            peer.effective = max(peer.effective, 0)
         elif peer.accessed < peer.checked:
             peer.fails = 0
