@@ -150,14 +150,47 @@ class Response:
         self.cookies.append("; ".join(parts))
 
 
+class ServletConfig:
+    """What a servlet gets at `init`: its name, the web.toml `init` table, its context."""
+
+    __slots__ = ("context", "name", "params")
+
+    def __init__(self, name: str, params: dict[str, Any] | None = None,
+                 context: Context | None = None) -> None:
+        self.name = name
+        self.params = params or {}
+        self.context = context
+
+    @property
+    def route(self) -> str | None:
+        """The node's jvmRoute (what the demo pages print as the node name)."""
+        return self.context.route if self.context is not None else None
+
+
 class HttpServlet:
-    """Subclass and override do_get / do_post / ...; unknown methods answer 405."""
+    """Subclass and override do_get / do_post / ...; unknown methods answer 405.
+
+    `init(config)` runs once at deployment, `destroy()` at undeploy / node stop.
+    """
+
+    config: ServletConfig | None = None
+
+    def init(self, config: ServletConfig) -> None:
+        self.config = config
+
+    def destroy(self) -> None:
+        return None
 
     async def service(self, request: Request) -> Response:
         handler = getattr(self, "do_" + request.method.lower(), None)
         if handler is None:
-            if request.method == "HEAD" and hasattr(self, "do_get"):
-                return await self.do_get(request)
-            return Response(405, "Method Not Allowed\n", "text/plain")
+            get = getattr(self, "do_get", None)
+            if request.method == "HEAD" and get is not None:
+                head: Response = await get(request)
+                return head
+            allowed = sorted(m[3:].upper() for m in dir(self) if m.startswith("do_"))
+            r = Response(405, "Method Not Allowed\n", "text/plain")
+            r.set_header("Allow", ", ".join(allowed))
+            return r
         resp: Response = await handler(request)
         return resp

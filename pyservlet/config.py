@@ -62,7 +62,7 @@ class ConnectorConfig:
 
 @dataclass
 class ContextConfig:
-    webapp: str | None = "demo"          # package name (built-ins resolved)
+    webapp: str | None = "pyservlet.webapps.demo"  # package name (built-ins resolved)
     docbase: Path | None = None          # or a folder
     path: str | None = None              # None = the webapp's own context_path
     distributable: bool | None = None    # None = as web.toml says
@@ -85,8 +85,9 @@ class NodeConfig:
 
     @classmethod
     def default(cls, route: str = "node1") -> NodeConfig:
-        return cls(route=route, contexts=[ContextConfig("demo", path="/"),
-                                          ContextConfig("seed003", path="/test")])
+        return cls(route=route,
+                   contexts=[ContextConfig(BUILTIN_WEBAPPS["demo"], path="/"),
+                             ContextConfig(BUILTIN_WEBAPPS["seed003"], path="/test")])
 
 
 def _size(src: TomlSource, v: Any, key: str, table: str, nth: int) -> int:
