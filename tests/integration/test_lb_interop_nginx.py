@@ -69,7 +69,7 @@ def _configs(ports: list[int]) -> tuple[str, dict[str, str]]:
 
 
 @pytest.fixture
-def both(start_lab, tmp_path):  # type: ignore[no-untyped-def]
+def both(start_lab, tmp_path):
     ports = free_ports(len(MEMBERS) + 4)
     nginx_conf, pylbs = _configs(ports)
     specs = [nginx_spec("nginx", nginx_conf, tmp_path)]
@@ -81,7 +81,7 @@ def both(start_lab, tmp_path):  # type: ignore[no-untyped-def]
     return nginx_front, pylb_front
 
 
-def test_ip_hash_same_member_map_as_nginx(both) -> None:  # type: ignore[no-untyped-def]
+def test_ip_hash_same_member_map_as_nginx(both) -> None:
     nginx, pylb = both
     rng = random.Random(2024)
     sources = {f"127.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
@@ -99,7 +99,7 @@ def test_ip_hash_same_member_map_as_nginx(both) -> None:  # type: ignore[no-unty
     assert seen == {b"m1", b"m2", b"m4", b"m5"}  # weights spread it; the down m3 never
 
 
-def test_weighted_round_robin_same_sequence_as_nginx(both) -> None:  # type: ignore[no-untyped-def]
+def test_weighted_round_robin_same_sequence_as_nginx(both) -> None:
     nginx, pylb = both
     want = [get(nginx["wrr"], "/")[2].decode() for _ in range(21)]
     got = [get(pylb["wrr"], "/")[2].decode() for _ in range(21)]
@@ -108,7 +108,7 @@ def test_weighted_round_robin_same_sequence_as_nginx(both) -> None:  # type: ign
 
 
 @pytest.mark.parametrize("upstream", ["hsh", "chs"])
-def test_hash_key_same_map_as_nginx(both, upstream: str) -> None:  # type: ignore[no-untyped-def]
+def test_hash_key_same_map_as_nginx(both, upstream: str) -> None:
     nginx, pylb = both
     diffs = []
     for i in range(150):
