@@ -9,6 +9,7 @@
     pylab down
     pylab check LAB                 start LAB on free ports, run its story, stop it
     pylab logs NAME [-n N]
+    pylab dashboard [--port 8099]   the live dashboard on 127.0.0.1 (also: up LAB --dashboard)
 
 State lives in the run directory (`--run-dir`, `$PYLAB_RUN_DIR`, default
 ~/.local/state/pylab), so every verb works from another shell.
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--detach", action="store_true", help="return once every process is ready")
     up.add_argument("--free-ports", action="store_true",
                     help="ignore fixed ports in the lab and pick free ones")
+    up.add_argument("--dashboard", action="store_true",
+                    help="also start the live dashboard (127.0.0.1, see --dashboard-port)")
+    up.add_argument("--dashboard-port", type=int, default=8099,
+                    help="dashboard port (default 8099; 0 = any free port)")
     st = sub.add_parser("status", help="show the running lab")
     st.add_argument("--json", action="store_true")
     k = sub.add_parser("kill", help="send a signal to one process (default KILL)")
@@ -69,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="print the log of one process")
     lg.add_argument("name")
     lg.add_argument("-n", type=int, default=50)
+    db = sub.add_parser("dashboard", help="serve the live dashboard of the running lab "
+                        "on 127.0.0.1")
+    db.add_argument("--port", type=int, default=8099, help="default 8099; 0 = any free port")
+    db.add_argument("--exit-with-lab", action="store_true",
+                    help="stop once the lab is down (used by `pylab up --dashboard`)")
     return p
 
 
@@ -170,6 +180,14 @@ def _dispatch(args: argparse.Namespace, run_dir: Path) -> int:
                          tie_to_parent=not args.detach, echo=lambda s: print(s, flush=True))
         sup.up()
         _print_hints(sup)
+        if args.dashboard:
+            from pylab.dashboard.app import launch
+
+            try:
+                url = launch(run_dir, args.dashboard_port, tie_to_parent=not args.detach)
+                print(f"dashboard: {url}  (stops when the lab goes down)\n", flush=True)
+            except SupervisorError as exc:  # the lab is fine without it
+                print(f"pylab: dashboard not started: {exc}", file=sys.stderr)
         if args.detach:
             print(f"detached; state in {run_dir}. `pylab status`, `pylab down`.")
             return 0
@@ -195,6 +213,10 @@ def _dispatch(args: argparse.Namespace, run_dir: Path) -> int:
                 sup.down()
             print(f"result: PASS ({len(steps)} steps)")
             return 0
+    if args.verb == "dashboard":
+        from pylab.dashboard import serve
+
+        return serve(run_dir, args.port, exit_with_lab=args.exit_with_lab)
     sup = Supervisor.attach(run_dir)
     if args.verb == "status":
         st = sup.status()

@@ -1,0 +1,198 @@
+"""What the dashboard shows: one snapshot of a running lab, built from outside.
+
+The process table comes from the supervisor's `RUN/state.json` (re-read on every poll, so a
+`pylab kill` from another shell shows up at once); the numbers come from the daemons' own
+health endpoints:
+
+- pynode `GET /-/health` → `{"status", "node", "sessions", ...}`;
+- pylb admin `GET /-/health` (address from its READY line, `admin=HOST:PORT`) →
+  `{"status", "requests", "upstreams": {NAME: [{"name", "address", "requests", "fails",
+  "down", "route", ...}]}}` — the per-member `requests` are the requests per node;
+- pyvrrp: see `vrrp_view` (the hook for issue 7).
+
+Nothing here keeps state between polls except the previous counters (for requests/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from pycommon.config import ConfigError
+from pylab.supervisor import ProcessState, Supervisor, SupervisorError, _alive
+
+HEALTH_PATH = "/-/health"
+HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=0.8)
+
+# Tomcat's id shape (DESIGN.md, Sessions): 32 uppercase hex, memcached-session-manager's
+# `-n1` store-node infix, then `.route` (the jvmRoute of the node that made it).
+_SESSION_ID = re.compile(r"^(?P<base>[0-9A-Fa-f]+)(?:-(?P<store>[A-Za-z0-9_]+))?"
+                         r"(?:\.(?P<route>.+))?$")
+
+TIERS = {"pyvrrp": 0, "pylb": 1, "pynode": 2, "command": 3}
+
+
+def parse_session_id(sid: str) -> dict[str, str | None]:
+    """`4DD0…39EC-n2.node1` → base, store node (`n2`), home route (`node1`)."""
+    m = _SESSION_ID.match(sid)
+    if not m:
+        base, _, route = sid.partition(".")
+        return {"base": base, "store": None, "route": route or None}
+    return {"base": m.group("base"), "store": m.group("store"), "route": m.group("route")}
+
+
+def vrrp_view(proc: ProcessState, health: dict[str, Any] | None) -> dict[str, Any]:
+    """The VRRP role of one pyvrrp process — the hook for issue 7.
+
+    Read, in this order: its health JSON (fetched from `admin=`/`health=` in its READY line,
+    path `/-/health`), then the READY line's own `state=` extra. Recognised keys:
+    `state` (MASTER | BACKUP | FAULT | INIT), `vip` / `virtual_ipaddress`, `priority`, and
+    `balancer` (or `track`): the name of the balancer process this instance fronts, so the
+    page can mark which pylb holds the VIP. A process that says nothing shows `state: ?`.
+    """
+    src: dict[str, Any] = dict(proc.ready_info)
+    src.pop("log_offset", None)
+    if health:
+        src.update(health)
+    state = str(src.get("state", "?")).upper()
+    if proc.state not in ("running", "starting"):
+        state = "DOWN"
+    vip = src.get("vip", src.get("virtual_ipaddress"))
+    if isinstance(vip, list):
+        vip = ", ".join(str(v) for v in vip)
+    return {"state": state, "vip": vip, "priority": src.get("priority"),
+            "balancer": src.get("balancer", src.get("track"))}
+
+
+def health_url(proc: ProcessState) -> str | None:
+    if proc.kind == "pynode":
+        return f"http://{_hp(proc.host, proc.port)}{HEALTH_PATH}"
+    for key in ("admin", "health"):
+        addr = proc.ready_info.get(key)
+        if addr:
+            return f"http://{addr}{HEALTH_PATH}"
+    return None
+
+
+def _hp(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def display_state(proc: ProcessState) -> str:
+    """The recorded state, corrected when the process died since it was written."""
+    if proc.state in ("running", "starting") and not _alive(proc.pid, proc.proc_start):
+        return "exited"
+    return proc.state
+
+
+class LabView:
+    """Builds `/api/state` snapshots of the lab whose state lives in `run_dir`."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._prev: dict[str, tuple[float, int]] = {}
+        self._rates: dict[str, float] = {}
+
+    def attach(self) -> Supervisor | None:
+        try:
+            return Supervisor.attach(self.run_dir)
+        except (SupervisorError, ConfigError, KeyError, ValueError, TypeError, OSError):
+            return None
+
+    async def _fetch(self, http: aiohttp.ClientSession,
+                     proc: ProcessState) -> tuple[dict[str, Any] | None, str | None]:
+        url = health_url(proc)
+        if url is None or display_state(proc) != "running":
+            return None, None
+        try:
+            async with http.get(url, timeout=HEALTH_TIMEOUT) as r:
+                if r.status != 200:
+                    return None, f"health answered {r.status}"
+                data = await r.json(content_type=None)
+                return (data if isinstance(data, dict) else None), None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return None, f"health: {type(exc).__name__}"
+
+    async def snapshot(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        sup = self.attach()
+        if sup is None:
+            return {"lab": None, "message": f"no lab is running in {self.run_dir} "
+                    "(start one: pylab up basic)", "processes": []}
+        procs = list(sup.procs.values())
+        fetched = await asyncio.gather(*(self._fetch(http, p) for p in procs))
+        health = {p.name: h for p, (h, _) in zip(procs, fetched, strict=True)}
+        errors = {p.name: e for p, (_, e) in zip(procs, fetched, strict=True)}
+        now = time.monotonic()
+
+        # requests per node, as the balancers count them (matched by address, then name)
+        by_addr = {_hp(p.host, p.port): p.name for p in procs if p.kind == "pynode"}
+        node_requests: dict[str, int] = {}
+        members_of: dict[str, list[dict[str, Any]]] = {}
+        for p in procs:
+            h = health.get(p.name)
+            if p.kind != "pylb" or not h:
+                continue
+            rows: list[dict[str, Any]] = []
+            for group in (h.get("upstreams") or {}).values():
+                for m in group:
+                    target = by_addr.get(str(m.get("address")), str(m.get("name")))
+                    node_requests[target] = node_requests.get(target, 0) + int(
+                        m.get("requests") or 0)
+                    rows.append({"name": m.get("name"), "node": target,
+                                 "requests": m.get("requests"), "fails": m.get("fails"),
+                                 "down": m.get("down"), "route": m.get("route"),
+                                 "weight": m.get("weight")})
+            members_of[p.name] = rows
+
+        vrrp = {p.name: vrrp_view(p, health.get(p.name)) for p in procs if p.kind == "pyvrrp"}
+        holder = next((n for n, v in vrrp.items() if v["state"] == "MASTER"), None)
+        vip_balancer = vrrp[holder]["balancer"] if holder else None
+
+        out = []
+        for p in procs:
+            h = health.get(p.name)
+            row: dict[str, Any] = {
+                "name": p.name, "kind": p.kind, "state": display_state(p), "pid": p.pid,
+                "host": p.host, "port": p.port, "tier": TIERS.get(p.kind, 3),
+                "entry": p.name == sup.lab.entry, "health": h, "health_error": errors[p.name],
+                "exit_code": p.exit_code}
+            if p.kind == "pynode":
+                count = node_requests.get(p.name)
+                row["requests"] = count
+                row["sessions"] = h.get("sessions") if h else None
+                row["route"] = (h or {}).get("node") or p.ready_info.get("route")
+                row["rps"] = self._rate(p.name, count, now)
+            elif p.kind == "pylb":
+                row["requests"] = h.get("requests") if h else None
+                row["members"] = members_of.get(p.name, [])
+                row["rps"] = self._rate(p.name, row["requests"], now)
+                row["holds_vip"] = vip_balancer == p.name
+            elif p.kind == "pyvrrp":
+                row["vrrp"] = vrrp[p.name]
+                row["holds_vip"] = p.name == holder
+            out.append(row)
+        return {"lab": sup.lab.name, "description": sup.lab.description,
+                "entry": sup.lab.entry, "entry_url": sup.url(),
+                "vip": {"holder": holder, "balancer": vip_balancer,
+                        "vip": vrrp[holder]["vip"] if holder else None} if vrrp else None,
+                "processes": out}
+
+    def _rate(self, name: str, count: int | None, now: float) -> float | None:
+        """Requests/s since the previous poll (kept when polls come faster than 0.5 s)."""
+        if count is None:
+            self._prev.pop(name, None)
+            return None
+        prev = self._prev.get(name)
+        if prev is None or count < prev[1]:  # first sight, or the process restarted
+            self._prev[name] = (now, count)
+            return self._rates.get(name, 0.0)
+        dt = now - prev[0]
+        if dt >= 0.5:
+            self._rates[name] = round((count - prev[1]) / dt, 1)
+            self._prev[name] = (now, count)
+        return self._rates.get(name, 0.0)
