@@ -164,7 +164,7 @@ class Ipv4Header:
         if len(data) < 20 or data[0] >> 4 != 4:
             raise PacketError("not an IPv4 packet")
         ihl = (data[0] & 0x0F) * 4
-        (vihl, tos, total, ident, ff, ttl, proto, csum, s, d) = struct.unpack_from(
+        (_vihl, tos, total, ident, ff, ttl, proto, csum, s, d) = struct.unpack_from(
             "!BBHHHBBH4s4s", data)
         hdr = cls(str(ipaddress.IPv4Address(s)), str(ipaddress.IPv4Address(d)), ttl, proto,
                   tos, ident, ff, total, csum)
