@@ -1,0 +1,187 @@
+"""The lab dashboard against a real lab: its JSON API, its guards, and a real browser.
+
+The dashboard is a process like any other, started through the supervisor (kind `command`,
+READY line), pointed at the run directory of a lab the `start_lab` fixture started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pylab.supervisor import Supervisor, SupervisorError
+from pylab.topology import ProcessSpec
+from tests.conftest import StartLab, make_lab
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def start_dashboard(start_lab: StartLab, lab: Supervisor) -> str:
+    spec = ProcessSpec("dashboard", "command", args=[
+        sys.executable, "-m", "pylab", "--run-dir", str(lab.run_dir), "dashboard",
+        "--port", "{port}"], ready="line")
+    dash = start_lab(make_lab("dashboard", [spec]))
+    return dash.url("dashboard")
+
+
+@pytest.fixture
+def basic_dashboard(start_lab: StartLab) -> Iterator[tuple[Supervisor, str]]:
+    """Lab `basic` and a dashboard on it. At teardown the lab is stopped through its state
+    file too: a process the dashboard restarted is the dashboard's child, not ours."""
+    lab = start_lab("basic")
+    base = start_dashboard(start_lab, lab)
+    yield lab, base
+    with contextlib.suppress(SupervisorError):
+        Supervisor.attach(lab.run_dir).down(timeout=5)
+
+
+def state_of(lab: Supervisor, name: str) -> str:
+    """The process state as `pylab status` in another shell sees it."""
+    procs = {p["name"]: p for p in Supervisor.attach(lab.run_dir).status()["processes"]}
+    return str(procs[name]["state"])
+
+
+def call(url: str, method: str = "GET", body: Any = None,
+         headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            status = r.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode()
+
+
+def token_of(base: str) -> str:
+    _, page = call(base)
+    m = re.search(r'name="csrf-token" content="([^"]+)"', page)
+    assert m, page[:300]
+    return m.group(1)
+
+
+def test_state_tracer_and_actions_over_the_api(
+        basic_dashboard: tuple[Supervisor, str]) -> None:
+    lab, base = basic_dashboard
+    token = token_of(base)
+    hdr = {"X-CSRF-Token": token, "Content-Type": "application/json"}
+
+    status, state = call(base + "api/state")
+    assert status == 200 and state["lab"] == "basic" and state["entry"] == "lb"
+    procs = {p["name"]: p for p in state["processes"]}
+    assert {n: p["state"] for n, p in procs.items()} == {
+        "node1": "running", "node2": "running", "lb": "running"}
+    assert procs["node1"]["health"]["node"] == "node1"
+    assert state["vip"] is None  # no pyvrrp in this lab
+
+    status, _ = call(base + "api/trace", "POST", {"count": 4}, hdr)
+    assert status == 200
+    _, state = call(base + "api/state")
+    records = state["trace"]["records"]
+    assert [r["seq"] for r in records] == [4, 3, 2, 1]
+    assert {r["node"] for r in records} == {"node1", "node2"}
+    assert all(r["path"][:2] == ["client", "lb"] and r["status"] == 200 for r in records)
+    assert records[-1]["outcome"] == "new session"
+    assert "LOST" in records[0]["outcome"]  # basic shares nothing: the other node forgets
+    procs = {p["name"]: p for p in state["processes"]}
+    assert procs["node1"]["requests"] == 2 and procs["node2"]["requests"] == 2
+    alice = state["trace"]["visitors"][0]
+    assert alice["name"] == "alice" and alice["home"] == alice["last_node"]
+    assert alice["session_id"].endswith("." + alice["home"])
+
+    # guards: no token, wrong origin, wrong Host
+    assert call(base + "api/process/node1/kill", "POST", {})[0] == 403
+    assert call(base + "api/process/node1/kill", "POST", {},
+                dict(hdr, Origin="http://evil.example"))[0] == 403
+    assert call(base + "api/state", headers={"Host": "evil.example"})[0] == 421
+    assert call(base + "api/process/nope/kill", "POST", {}, hdr)[0] == 404
+    assert lab.is_alive("node1")
+
+    status, answer = call(base + "api/process/node1/kill", "POST", {}, hdr)
+    assert status == 200 and "SIGKILL" in answer["message"]
+    assert not lab.is_alive("node1")
+    _, state = call(base + "api/state")
+    assert {p["name"]: p["state"] for p in state["processes"]}["node1"] == "killed"
+    call(base + "api/trace", "POST", {"count": 3, "new_visitor": True}, hdr)
+    _, state = call(base + "api/state")
+    assert [r["node"] for r in state["trace"]["records"][:3]] == ["node2"] * 3
+
+    status, answer = call(base + "api/process/node1/restart", "POST", {}, hdr)
+    assert status == 200, answer
+    _, state = call(base + "api/state")
+    assert {p["name"]: p["state"] for p in state["processes"]}["node1"] == "running"
+    assert state_of(lab, "node1") == "running"
+
+
+def test_dashboard_with_no_lab_running(start_lab: StartLab, tmp_path: Path) -> None:
+    empty = Supervisor(make_lab("none", [ProcessSpec("x", "command")]), tmp_path / "empty")
+    base = start_dashboard(start_lab, empty)
+    status, state = call(base + "api/state")
+    assert status == 200 and state["lab"] is None and "no lab is running" in state["message"]
+    token = token_of(base)
+    status, answer = call(base + "api/trace", "POST", {}, {"X-CSRF-Token": token})
+    assert status == 409 and "no lab" in answer["error"]
+
+
+def test_browser_kills_node1_from_the_dashboard(basic_dashboard: tuple[Supervisor, str],
+                                                tmp_path: Path) -> None:
+    """Headless Chromium opens the dashboard of lab `basic`, traces requests, clicks kill on
+    node1, sees its state turn to killed and the tracer's requests all answered by node2, then
+    restarts it with the button. Saves screenshots under the test's tmp dir."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed (./run test installs Debian's chromium)")
+    lab, base = basic_dashboard
+    expect = sync_api.expect
+    expect.set_options(timeout=20_000)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(base)
+            expect(page.get_by_test_id("lab")).to_have_text("basic")
+            expect(page.get_by_test_id("state-node1")).to_have_text("running")
+            expect(page.get_by_test_id("state-node2")).to_have_text("running")
+
+            page.get_by_test_id("send10").click()
+            expect(page.get_by_test_id("trace-row")).to_have_count(10)
+            page.screenshot(path=str(tmp_path / "dashboard-before-kill.png"), full_page=True)
+
+            page.get_by_test_id("kill-node1").click()
+            expect(page.get_by_test_id("state-node1")).to_have_text("killed")
+            expect(page.get_by_test_id("message")).to_contain_text("SIGKILL to node1")
+            assert not lab.is_alive("node1")
+
+            page.get_by_test_id("newvisitor").click()
+            page.get_by_test_id("send10").click()
+            expect(page.get_by_test_id("trace-row")).to_have_count(21)
+            rows = page.get_by_test_id("trace-row")
+            latest = [rows.nth(i).inner_text() for i in range(11)]
+            assert all("lb → node2" in r and "\t200\t" in r for r in latest), latest
+            page.screenshot(path=str(tmp_path / "dashboard-node1-killed.png"), full_page=True)
+
+            page.get_by_test_id("restart-node1").click()
+            expect(page.get_by_test_id("state-node1")).to_have_text("running")
+            assert state_of(lab, "node1") == "running"
+        finally:
+            browser.close()
+    assert (tmp_path / "dashboard-node1-killed.png").stat().st_size > 10_000
