@@ -1,10 +1,25 @@
-"""`pylb` — the balancer CLI: `pylb serve -c FILE`, `pylb check -c FILE`."""
+"""`pylb` — the balancer CLI: `pylb serve -c FILE [--workers N]`, `pylb check -c FILE`.
+
+Signals: SIGTERM/SIGINT drain gracefully (stop accepting, finish in-flight requests, close
+idle keep-alive connections); SIGHUP reloads the config in place — listeners that stay are
+kept open, in-flight and keep-alive client connections continue, runtime member state
+(drain, weights set on the manager) is re-applied (pylb.runtime). A config that fails to
+load is logged and the old one stays.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import json
 import logging
+import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from pycommon.config import ConfigError
 from pycommon.lifecycle import (
@@ -12,6 +27,7 @@ from pycommon.lifecycle import (
     add_common_args,
     announce_ready,
     describe_oserror,
+    parse_ready_line,
     run_daemon,
     setup_logging,
 )
@@ -27,10 +43,234 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the balancer")
     serve.add_argument("-c", "--config", required=True, help="TOML config file")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port via SO_REUSEPORT (default 1)")
+    serve.add_argument("--run-dir", help="where workers share state (default: a temp dir)")
+    serve.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     add_common_args(serve, "pylb")
     check = sub.add_parser("check", help="check a config file and exit (like nginx -t)")
     check.add_argument("-c", "--config", required=True, help="TOML config file")
     return p
+
+
+def _health_groups(groups: dict[str, Any]) -> dict[str, Any]:
+    return {name: (g.cfg.health, g.peers) for name, g in groups.items()}
+
+
+def _reload_config(path: str) -> lbconfig.LbConfig | None:
+    try:
+        return lbconfig.load(path)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running config: %s", exc)
+        return None
+
+
+async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
+    """One process: the proxy, plus (unless a worker) admin listener and health checks."""
+    from pylb.admin import start_admin
+    from pylb.health import HealthChecker
+    from pylb.manager import Manager, worker_snapshot
+    from pylb.proxy import Proxy
+    from pylb.runtime import RuntimeState
+
+    worker = args.worker_index is not None
+    cfg = lbconfig.load(args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    runtime = RuntimeState(run_dir / "state.json" if worker and run_dir else None)
+    proxy = Proxy(cfg)
+    runtime.poll()
+    runtime.apply(proxy.groups, with_health=worker)
+    try:
+        bound = await proxy.start(reuse_port=worker)
+    except OSError as exc:
+        addrs = ",".join(f"{h}:{p}" for h, p in cfg.server.listen)
+        print(f"pylb: {describe_oserror(exc, addrs)}", file=sys.stderr)
+        return 1
+    mgr = Manager(proxy.groups, runtime, proxy.stats)
+    health = HealthChecker()
+    extra: dict[str, object] = {}
+    runner = None
+    if not worker:
+        health.start(_health_groups(proxy.groups))
+        if cfg.admin.listen is not None:
+            try:
+                runner, aport = await start_admin(mgr, cfg.admin)
+            except OSError as exc:
+                print(f"pylb: admin: {describe_oserror(exc, str(cfg.admin.listen))}",
+                      file=sys.stderr)
+                await proxy.stop(0)
+                return 1
+            extra["admin"] = f"{cfg.admin.listen[0]}:{aport}"
+    loop = asyncio.get_running_loop()
+    hup = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
+
+    async def reload() -> None:
+        new = _reload_config(args.config)
+        if new is None:
+            return
+        proxy.apply_config(new)
+        runtime.apply(proxy.groups, with_health=worker)
+        mgr.groups = proxy.groups
+        if not worker:
+            health.start(_health_groups(proxy.groups))
+        try:
+            await proxy.bind(new.server.listen)
+        except OSError as exc:
+            log.error("reload: cannot listen: %s", exc)
+        log.info("reloaded %s", args.config)
+
+    async def worker_sync() -> None:
+        assert run_dir is not None
+        out = run_dir / f"worker-{args.worker_index}.json"
+        n = 0
+        while True:
+            if runtime.poll():
+                runtime.apply(proxy.groups, with_health=True)
+            n += 1
+            if n % 3 == 0:
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(worker_snapshot(proxy.groups, proxy.stats)))
+                os.replace(tmp, out)
+            await asyncio.sleep(0.15)
+
+    sync_task = loop.create_task(worker_sync()) if worker and run_dir else None
+    host, port = bound[0]
+    log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in bound))
+    announce_ready("pylb", host, port, **extra)
+    stop_wait = loop.create_task(stop.wait())
+    while True:
+        hup_wait = loop.create_task(hup.wait())
+        done, _ = await asyncio.wait({stop_wait, hup_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if stop_wait in done:
+            hup_wait.cancel()
+            break
+        hup.clear()
+        await reload()
+    log.info("stopping (signal %s): draining connections", stop_wait.result())
+    mgr.stopping = True
+    if sync_task is not None:
+        sync_task.cancel()
+    await health.aclose()
+    await proxy.stop()
+    if runner is not None:
+        await runner.cleanup()
+    log.info("stopped")
+    return 0
+
+
+async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
+    """`--workers N`: N proxy processes on one SO_REUSEPORT port; admin + health here."""
+    from pylb.admin import start_admin
+    from pylb.health import HealthChecker
+    from pylb.manager import Manager
+    from pylb.runtime import RuntimeState
+    from pylb.upstream import UpstreamGroup
+
+    cfg = lbconfig.load(args.config)
+    if any(p == 0 for _, p in cfg.server.listen):
+        print("pylb: --workers needs fixed listen ports (SO_REUSEPORT)", file=sys.stderr)
+        return 1
+    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="pylb-"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for f in run_dir.glob("worker-*.json"):
+        f.unlink()
+    runtime = RuntimeState(run_dir / "state.json")
+    groups = {name: UpstreamGroup(u) for name, u in cfg.upstreams.items()}
+    runtime.capture_health(groups)
+    runtime.save()
+    loop = asyncio.get_running_loop()
+    workers: dict[int, asyncio.subprocess.Process] = {}
+
+    async def spawn(i: int) -> str | None:
+        argv = [sys.executable, "-m", "pylb", "serve", "-c", args.config, "--run-dir",
+                str(run_dir), "--worker-index", str(i), "--log-format", args.log_format,
+                "--log-level", args.log_level]
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+        workers[i] = proc
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    line = await proc.stdout.readline()
+                    if not line:
+                        return None
+                    if parse_ready_line(line.decode()):
+                        return line.decode()
+        except TimeoutError:
+            return None
+
+    for i in range(args.workers):
+        if await spawn(i) is None:
+            print(f"pylb: worker {i} did not start", file=sys.stderr)
+            for p in workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+            return 1
+
+    def publish() -> None:
+        runtime.capture_health(groups)
+        runtime.save()
+
+    health = HealthChecker(on_change=publish)
+    health.start(_health_groups(groups))
+    mgr = Manager(groups, runtime, None, worker_dir=run_dir)
+    extra: dict[str, object] = {"workers": args.workers}
+    runner = None
+    if cfg.admin.listen is not None:
+        runner, aport = await start_admin(mgr, cfg.admin)
+        extra["admin"] = f"{cfg.admin.listen[0]}:{aport}"
+    hup = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
+
+    async def babysit() -> None:
+        while True:
+            for i, p in list(workers.items()):
+                if p.returncode is not None and not mgr.stopping:
+                    log.error("worker %d exited with %s; restarting it", i, p.returncode)
+                    await spawn(i)
+            await asyncio.sleep(0.5)
+
+    sitter = loop.create_task(babysit())
+    host, port = cfg.server.listen[0]
+    announce_ready("pylb", host, port, **extra)
+    stop_wait = loop.create_task(stop.wait())
+    while True:
+        hup_wait = loop.create_task(hup.wait())
+        done, _ = await asyncio.wait({stop_wait, hup_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if stop_wait in done:
+            hup_wait.cancel()
+            break
+        hup.clear()
+        new = _reload_config(args.config)
+        if new is not None:
+            old = groups
+            groups = {name: UpstreamGroup(u) for name, u in new.upstreams.items()}
+            for name, g in groups.items():
+                if name in old:
+                    g.carry_over(old[name])
+            runtime.apply(groups)
+            mgr.groups = groups
+            health.start(_health_groups(groups))
+            publish()
+            for p in workers.values():
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGHUP)
+            log.info("reloaded %s (and %d workers)", args.config, len(workers))
+    mgr.stopping = True
+    sitter.cancel()
+    for p in workers.values():
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+    for p in workers.values():
+        try:
+            await asyncio.wait_for(p.wait(), 15)
+        except TimeoutError:
+            p.kill()
+    await health.aclose()
+    if runner is not None:
+        await runner.cleanup()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,42 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pylb: {args.config}: ok ({len(cfg.upstreams)} upstreams, {n} members)")
         return 0
     setup_logging(args.log_format, args.log_level)
-
-    async def serve(stop: StopSignal) -> int:
-        from pylb.admin import start_admin
-        from pylb.proxy import Proxy
-
-        cfg = lbconfig.load(args.config)
-        proxy = Proxy(cfg)
-        try:
-            bound = await proxy.start()
-        except OSError as exc:
-            addrs = ",".join(f"{h}:{p}" for h, p in cfg.server.listen)
-            print(f"pylb: {describe_oserror(exc, addrs)}", file=sys.stderr)
-            return 1
-        extra: dict[str, object] = {}
-        runner = None
-        if cfg.admin.listen is not None:
-            try:
-                runner, aport = await start_admin(proxy, *cfg.admin.listen)
-            except OSError as exc:
-                print(f"pylb: admin: {describe_oserror(exc, str(cfg.admin.listen))}",
-                      file=sys.stderr)
-                await proxy.stop(0)
-                return 1
-            extra["admin"] = f"{cfg.admin.listen[0]}:{aport}"
-        host, port = bound[0]
-        log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in bound))
-        announce_ready("pylb", host, port, **extra)
-        sig = await stop.wait()
-        log.info("stopping (signal %s): draining connections", sig)
-        await proxy.stop()
-        if runner is not None:
-            await runner.cleanup()
-        log.info("stopped")
-        return 0
-
-    return run_daemon(serve, "pylb")
+    if args.workers > 1 and args.worker_index is None:
+        return run_daemon(lambda stop: serve_master(args, stop), "pylb")
+    return run_daemon(lambda stop: serve_one(args, stop), "pylb")
 
 
 if __name__ == "__main__":

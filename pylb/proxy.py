@@ -395,7 +395,10 @@ class Proxy:
         old = self.groups
         self.groups = {name: UpstreamGroup(u) for name, u in cfg.upstreams.items()}
         self.default = self.groups[cfg.server.upstream]
-        for g in old.values():
+        for gname, g in old.items():
+            new = self.groups.get(gname)
+            if new is not None:
+                new.carry_over(g)
             g.close()  # idle pooled connections go; in-flight ones finish on the old group
         if (self.access.path, self.access.fmt) != (s.access_log, s.access_log_format):
             self.access.close()

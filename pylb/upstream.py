@@ -230,6 +230,15 @@ class UpstreamGroup:
         else:
             conn.close()
 
+    def carry_over(self, old: UpstreamGroup) -> None:
+        """Keep counters and passive/active health of members that survive a reload."""
+        for p in self.peers:
+            o = old.by_name.get(p.name)
+            if o is None or (o.host, o.port) != (p.host, p.port):
+                continue
+            p.requests, p.failures, p.sticky_hits = o.requests, o.failures, o.sticky_hits
+            p.fails, p.checked, p.accessed, p.healthy = o.fails, o.checked, o.accessed, o.healthy
+
     def close(self) -> None:
         self.retired = True
         for pool in self.idle.values():

@@ -26,7 +26,7 @@ STATES = (ACTIVE, DRAIN, DISABLED, STOPPED, STANDBY)
 
 
 class Peer:
-    __slots__ = ("accessed", "backup", "checked", "conns", "current", "down", "effective",
+    __slots__ = ("accessed", "backup", "cap", "checked", "conns", "current", "down", "effective",
                  "fail_timeout", "failures", "fails", "healthy", "host", "index", "max_fails",
                  "name", "port", "requests", "route", "server", "state", "sticky_hits",
                  "weight")
@@ -41,6 +41,7 @@ class Peer:
         self.server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.weight = weight
         self.effective = weight
+        self.cap = weight  # effective grows back up to this (lowered during slow start)
         self.current = 0
         self.max_fails = max_fails
         self.fail_timeout = fail_timeout
@@ -101,7 +102,7 @@ def smooth_wrr(peers: Sequence[Peer], pick: Pick, now: float) -> Peer | None:
             continue
         p.current += p.effective
         total += p.effective
-        if p.effective < p.weight:
+        if p.effective < p.cap:
             p.effective += 1
         if best is None or p.current > best.current:
             best = p
@@ -142,6 +143,7 @@ class Balancer(abc.ABC):
     def set_weight(self, peer: Peer, weight: int) -> None:
         peer.weight = weight
         peer.effective = weight
+        peer.cap = weight
         peer.current = 0
         self.refresh()
 

@@ -32,7 +32,7 @@ class LeastConn(Balancer):
                 continue
             p.current += p.effective
             total += p.effective
-            if p.effective < p.weight:
+            if p.effective < p.cap:
                 p.effective += 1
             if p.current > best.current:
                 best = p
