@@ -18,6 +18,7 @@ from pyservlet.api import HttpServlet, Request, Response
 from pyservlet.filters import Filter, Next, compose, url_matches
 from pyservlet.static import StaticFiles
 from pysession.binding import CookieSettings, SessionBinding
+from pysession.cookie_manager import SessionTooLarge
 from pysession.manager import Manager, RequestInfo, SessionLimitExceeded
 from pysession.session import NotSerializableError
 
@@ -121,7 +122,7 @@ class Context:
                 resp = await self._dispatch(request)
         except SessionLimitExceeded as exc:
             resp = Response(503, f"{exc}\n", "text/plain")
-        except NotSerializableError as exc:
+        except (NotSerializableError, SessionTooLarge) as exc:
             resp = Response(500, f"{exc}\n", "text/plain")
         try:
             cookie = await binding.end()

@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from pyservlet.api import HttpServlet, Request, Response
+from pysession.cookie_manager import SessionTooLarge
 from pysession.session import NotSerializableError, Session
 
 
@@ -61,7 +62,7 @@ class SessionProbe(DemoServlet):
                 s.set_attribute(name, value)
                 return Response.json({"value": value, "node": self.node, "session_id": s.id,
                                       "new": new})
-        except NotSerializableError as exc:
+        except (NotSerializableError, SessionTooLarge) as exc:
             return Response.json({"error": str(exc)}, 400)
         return Response.json(probe_body(self.node, s, new))
 
@@ -84,7 +85,7 @@ class ClusterTestPage(DemoServlet):
         if name:
             try:
                 s.set_attribute(name, request.param("dataValue", ""))
-            except NotSerializableError as exc:
+            except (NotSerializableError, SessionTooLarge) as exc:
                 error = f"<p class=error>{html.escape(str(exc))}</p>\n"
         host, port = request.local_addr
         rows = "".join(f"{html.escape(k)} = {html.escape(str(s.get_attribute(k)))}<br>\n"
