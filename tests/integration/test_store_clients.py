@@ -1,0 +1,103 @@
+"""The store clients against real memcached and redis (started by the supervisor)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pycommon.wire import packb
+from pysession.store import StoreError
+from pysession.stores.memcached import MemcachedStore, parse_nodes
+from pysession.stores.redis import (
+    ATTR,
+    META,
+    RedisSettings,
+    RedisStore,
+    SessionConflict,
+    SessionGone,
+)
+from tests.stores_fixtures import Stores, memcached_pair, redis_server  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.interop]
+
+
+def test_parse_nodes_errors() -> None:
+    assert [n.id for n in parse_nodes("n1:127.0.0.1:11211, n2:localhost:11212")] == ["n1", "n2"]
+    for bad in ("", "n1:host", "n1:h:99999", "n1:h:1,n1:h:2"):
+        with pytest.raises(ValueError):
+            parse_nodes(bad)
+
+
+def test_memcached_store_roundtrip(memcached_pair: Stores) -> None:  # noqa: F811
+    async def go() -> None:
+        host, port = memcached_pair.addr("n1")
+        st = MemcachedStore(host, port, node_id="n1")
+        try:
+            await st.set("A-n1", b"\x00bytes", ttl=60)
+            assert await st.get("A-n1") == b"\x00bytes"
+            assert await st.touch("A-n1", 30)
+            assert not await st.touch("missing", 30)
+            assert "A-n1" in await st.keys()
+            assert 25 <= (await st.ttl_of("A-n1") or 0) <= 30
+            v, tok = await st.gets("A-n1")
+            assert v == b"\x00bytes" and tok is not None
+            await st.set("A-n1", b"other")
+            assert await st.cas("A-n1", b"stale", tok) is False
+            v, tok = await st.gets("A-n1")
+            assert tok is not None and await st.cas("A-n1", b"fresh", tok) is True
+            assert await st.add("lock:A", b"1", 5) and not await st.add("lock:A", b"1", 5)
+            await st.set_many({"x": b"1", "y": b"2"}, ttl=10)
+            assert await st.get_many(["x", "y", "z"]) == {"x": b"1", "y": b"2"}
+            await st.delete("A-n1")
+            await st.delete("A-n1")
+            assert await st.get("A-n1") is None
+            memcached_pair.sup.kill("n1")
+            with pytest.raises(StoreError):
+                await st.get("x")
+        finally:
+            await st.close()
+
+    asyncio.run(go())
+
+
+def test_redis_store_fields_and_conflicts(redis_server: Stores) -> None:  # noqa: F811
+    async def go() -> None:
+        host, port = redis_server.addr("redis")
+        st = RedisStore.connect(RedisSettings(host=host, port=port))
+        try:
+            meta = packb({"created": 1.0, "last_accessed": 1.0, "this_accessed": 1.0,
+                          "max_inactive": 60, "principal": None})
+            await st.save("S1", [(META, b"", meta), (ATTR + "n", b"", packb(1))], ttl=60,
+                          creating=True)
+            with pytest.raises(SessionConflict):
+                await st.save("S1", [(META, b"", meta)], ttl=60, creating=True)
+            fields = await st.load("S1")
+            assert fields is not None and fields[ATTR + "n"] == packb(1)
+            assert 59 <= (await st.ttl_of("S1") or 0) <= 60
+            # two writers loaded n=1; the first wins, the second is refused, nothing is lost
+            await st.save("S1", [(ATTR + "n", packb(1), packb(2))], ttl=120)
+            with pytest.raises(SessionConflict):
+                await st.save("S1", [(ATTR + "n", packb(1), packb(2))], ttl=120)
+            # a writer of another attribute is not refused (changed fields only)
+            await st.save("S1", [(ATTR + "m", b"", packb("x"))], ttl=120)
+            assert 119 <= (await st.ttl_of("S1") or 0) <= 120
+            record = await st.get("S1")
+            assert record is not None
+            await st.set("S2", record, ttl=30)
+            assert (await st.load("S2") or {})[ATTR + "m"] == packb("x")
+            assert sorted(await st.keys()) == ["S1", "S2"]
+            tok = await st.lock("S1", 5)
+            assert tok and await st.lock("S1", 5) is None
+            await st.unlock("S1", tok)
+            assert await st.lock("S1", 5)
+            await st.delete("S1")
+            with pytest.raises(SessionGone):
+                await st.save("S1", [(ATTR + "n", packb(2), packb(3))], ttl=60)
+            redis_server.sup.kill("redis")
+            with pytest.raises(StoreError):
+                await st.load("S2")
+        finally:
+            await st.close()
+
+    asyncio.run(go())
