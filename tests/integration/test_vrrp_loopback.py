@@ -93,7 +93,8 @@ def pair(start_lab: StartLab, name: str, version: int = 2, advert: float = 1.0,
          unicast: bool = True, auth: str = "PASS") -> Supervisor:
     aport = udp_free_port()
     a, b = "127.0.0.11", "127.0.0.12"
-    lab = make_lab(name, nodes() + [
+    lab = make_lab(name, [
+        *nodes(),
         vrrp_spec("vip", "node1", conf(100, a, [b] if unicast else [], version, advert, auth,
                                        "MASTER"), "{port}", aport, ["node1", "node2"]),
         vrrp_spec("vip2", "node2", conf(90, b, [a] if unicast else [], version, advert, auth),
@@ -157,7 +158,8 @@ def test_wrong_password_is_ignored_and_both_become_master(start_lab: StartLab) -
     aport = udp_free_port()
     a, b = "127.0.0.11", "127.0.0.12"
     other = conf(90, b, [a]).replace('auth_pass "1111"', 'auth_pass "2222"')
-    lab = make_lab("vrrp-auth", nodes() + [
+    lab = make_lab("vrrp-auth", [
+        *nodes(),
         vrrp_spec("vip", "node1", conf(100, a, [b], state="MASTER"), "{port}", aport,
                   ["node1", "node2"]),
         vrrp_spec("vip2", "node2", other, str(free_port()), aport, ["vip"]),
