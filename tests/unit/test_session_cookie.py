@@ -19,12 +19,13 @@ INFO = RequestInfo()
 
 
 def cycle(m: CookieManager, presented: str | None, now: float = 0.0,
-          action=lambda s: None):  # type: ignore[no-untyped-def]
+          action=lambda s: None):
     """One request through the binding; returns (session, Set-Cookie header)."""
-    async def go():  # type: ignore[no-untyped-def]
+    async def go():
         b = SessionBinding(m, CookieSettings(m.cookie_name), lambda: now, INFO, presented)
         await b.begin()
         s = b.get(True)
+        assert s is not None
         action(s)
         s.notes["was_new"] = s.is_new  # is_new is cleared by the commit at end
         return s, await b.end()
@@ -52,7 +53,7 @@ def test_round_trip_through_the_cookie() -> None:
     lambda v: "garbage!!",                                     # not base64
     lambda v: base64.urlsafe_b64encode(b"\x01\x00" + b"\x00" * 40).decode(),
 ])
-def test_tampered_cookie_gives_fresh_empty_session(mangle) -> None:  # type: ignore[no-untyped-def]
+def test_tampered_cookie_gives_fresh_empty_session(mangle) -> None:
     m = CookieManager([K1])
     s1, h1 = cycle(m, None, 0.0, lambda s: s.set_attribute("role", "user"))
     s2, _ = cycle(m, mangle(value_of(h1)), 1.0)
@@ -96,7 +97,7 @@ def test_over_4k_is_refused_at_set_time_with_clear_error() -> None:
 def test_mutation_without_set_is_refused_at_commit() -> None:
     m = CookieManager([K1])
 
-    def grow(s) -> None:  # type: ignore[no-untyped-def]
+    def grow(s) -> None:
         s.set_attribute("items", [])
         s.get_attribute("items").extend(["y" * 100] * 50)   # bypasses set_attribute
     with pytest.raises(SessionTooLarge):

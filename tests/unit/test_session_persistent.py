@@ -17,7 +17,7 @@ from pysession.stores import FileStore, SQLiteStore
 INFO = RequestInfo()
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+def run(coro):
     return asyncio.run(coro)
 
 
