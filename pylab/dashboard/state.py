@@ -8,7 +8,8 @@ health endpoints:
 - pylb admin `GET /-/health` (address from its READY line, `admin=HOST:PORT`) →
   `{"status", "requests", "upstreams": {NAME: [{"name", "address", "requests", "fails",
   "down", "route", ...}]}}` — the per-member `requests` are the requests per node;
-- pyvrrp: see `vrrp_view` (the hook for issue 7).
+- pyvrrp: its `--state-file` JSON (MASTER / BACKUP / FAULT, priority, VIPs) and
+  `--forward` (the balancer it fronts) — see `vrrp_view`.
 
 Nothing here keeps state between polls except the previous counters (for requests/s).
 """
@@ -16,6 +17,7 @@ Nothing here keeps state between polls except the previous counters (for request
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -46,27 +48,56 @@ def parse_session_id(sid: str) -> dict[str, str | None]:
     return {"base": m.group("base"), "store": m.group("store"), "route": m.group("route")}
 
 
-def vrrp_view(proc: ProcessState, health: dict[str, Any] | None) -> dict[str, Any]:
-    """The VRRP role of one pyvrrp process — the hook for issue 7.
+def _flag(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv[:-1]):
+        if a == flag:
+            return argv[i + 1]
+    return None
 
-    Read, in this order: its health JSON (fetched from `admin=`/`health=` in its READY line,
-    path `/-/health`), then the READY line's own `state=` extra. Recognised keys:
-    `state` (MASTER | BACKUP | FAULT | INIT), `vip` / `virtual_ipaddress`, `priority`, and
-    `balancer` (or `track`): the name of the balancer process this instance fronts, so the
-    page can mark which pylb holds the VIP. A process that says nothing shows `state: ?`.
+
+def vrrp_status(proc: ProcessState) -> dict[str, Any]:
+    """The live status pyvrrp writes to its `--state-file` (first instance), if any."""
+    path = _flag(proc.argv, "--state-file")
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+        first = next(iter((data.get("instances") or {}).values()))
+    except (OSError, ValueError, StopIteration, AttributeError):
+        return {}
+    return first if isinstance(first, dict) else {}
+
+
+def vrrp_view(proc: ProcessState, health: dict[str, Any] | None,
+              procs: list[ProcessState] | None = None) -> dict[str, Any]:
+    """The VRRP role of one pyvrrp process.
+
+    Sources, later ones winning: the READY line's extras (`state=` at start), the JSON
+    pyvrrp keeps in its `--state-file` (`{"instances": {NAME: {"state", "priority",
+    "vips", ...}}}`), then a health JSON when the READY line names an `admin=`/`health=`
+    address. Recognised keys: `state` (MASTER | BACKUP | FAULT | INIT), `vips` / `vip`,
+    `priority`, and `balancer`: the process this instance fronts — otherwise the process
+    whose address is the daemon's `--forward HOST:PORT`. A process that says nothing shows
+    `state: ?`; one that is not running shows DOWN.
     """
     src: dict[str, Any] = dict(proc.ready_info)
     src.pop("log_offset", None)
+    src.update(vrrp_status(proc))
     if health:
         src.update(health)
     state = str(src.get("state", "?")).upper()
-    if proc.state not in ("running", "starting"):
+    if display_state(proc) not in ("running", "starting"):
         state = "DOWN"
-    vip = src.get("vip", src.get("virtual_ipaddress"))
+    vip = src.get("vip", src.get("vips", src.get("virtual_ipaddress")))
     if isinstance(vip, list):
         vip = ", ".join(str(v) for v in vip)
+    balancer = src.get("balancer")
+    forward = _flag(proc.argv, "--forward")
+    if balancer is None and forward:
+        balancer = next((p.name for p in procs or [] if _hp(p.host, p.port) == forward
+                         or f"{p.host}:{p.port}" == forward), None)
     return {"state": state, "vip": vip, "priority": src.get("priority"),
-            "balancer": src.get("balancer", src.get("track"))}
+            "balancer": balancer}
 
 
 def health_url(proc: ProcessState) -> str | None:
@@ -149,7 +180,8 @@ class LabView:
                                  "weight": m.get("weight")})
             members_of[p.name] = rows
 
-        vrrp = {p.name: vrrp_view(p, health.get(p.name)) for p in procs if p.kind == "pyvrrp"}
+        vrrp = {p.name: vrrp_view(p, health.get(p.name), procs) for p in procs
+                if p.kind == "pyvrrp"}
         holder = next((n for n, v in vrrp.items() if v["state"] == "MASTER"), None)
         vip_balancer = vrrp[holder]["balancer"] if holder else None
 

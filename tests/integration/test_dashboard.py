@@ -10,16 +10,17 @@ import contextlib
 import json
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pylab.supervisor import Supervisor, SupervisorError
-from pylab.topology import ProcessSpec
+from pylab.topology import LAB_DIR, ProcessSpec
 from tests.conftest import StartLab, make_lab
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,17 @@ def call(url: str, method: str = "GET", body: Any = None,
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode()
+
+
+def wait_state(base: str, ok: Callable[[dict[str, Any]], bool],
+               timeout: float = 15) -> dict[str, Any]:
+    """Poll /api/state until `ok(state)` (bounded); returns the last state either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, state = call(base + "api/state")
+        if ok(state) or time.monotonic() > deadline:
+            return dict(state)
+        time.sleep(0.1)
 
 
 def token_of(base: str) -> str:
@@ -185,3 +197,28 @@ def test_browser_kills_node1_from_the_dashboard(basic_dashboard: tuple[Superviso
         finally:
             browser.close()
     assert (tmp_path / "dashboard-node1-killed.png").stat().st_size > 10_000
+
+
+def test_dashboard_shows_who_holds_the_vip(start_lab: StartLab) -> None:
+    """Lab ha-vip (issue 7): the MASTER pyvrrp and the balancer it fronts are marked, and the
+    tracer's path goes through that balancer; kill -9 the master: the backup's side."""
+    if "ha-vip" not in {p.stem for p in LAB_DIR.glob("*.toml")}:
+        pytest.skip("lab ha-vip is not there")
+    lab = start_lab("ha-vip")
+    base = start_dashboard(start_lab, lab)
+    hdr = {"X-CSRF-Token": token_of(base), "Content-Type": "application/json"}
+    state = wait_state(base, lambda st: (st["vip"] or {}).get("holder") == "vip")
+    assert state["vip"]["holder"] == "vip" and state["vip"]["balancer"] == "lb1"
+    procs = {p["name"]: p for p in state["processes"]}
+    assert procs["lb1"]["holds_vip"] and not procs["lb2"]["holds_vip"]
+    assert procs["vip-backup"]["vrrp"]["state"] == "BACKUP"
+    call(base + "api/trace", "POST", {"count": 2}, hdr)
+    _, state = call(base + "api/state")
+    assert all(r["path"][:3] == ["client", "vip", "lb1"] for r in state["trace"]["records"])
+
+    assert call(base + "api/process/vip/kill", "POST", {}, hdr)[0] == 200
+    # Master_Down = 3 * advert_int + skew, about 3.6 s
+    state = wait_state(base, lambda st: (st["vip"] or {}).get("holder") == "vip-backup")
+    assert state["vip"]["holder"] == "vip-backup" and state["vip"]["balancer"] == "lb2"
+    procs = {p["name"]: p for p in state["processes"]}
+    assert procs["vip"]["vrrp"]["state"] == "DOWN" and procs["lb2"]["holds_vip"]
