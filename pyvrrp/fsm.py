@@ -11,9 +11,10 @@ so a timeline replay can state exact values:
     v3: Skew = (256 - prio) * Master_Adver_Interval / 256    Master_Down = 3 * MAI + Skew
 
 keepalived choices followed here:
-  * `state MASTER` with priority < 255 starts in BACKUP with a Master_Down of
-    advert_int + Skew(255) — it becomes master fast unless it hears a better master;
-    priority 255 (address owner) becomes master at once.
+  * only priority 255 (the address owner) becomes master at once; `state MASTER` with a
+    lower priority starts in BACKUP with the full Master_Down, exactly like keepalived 2.2.7
+    (observed: "Entering BACKUP STATE (init)", then "Receive advertisement timeout" 3.6 s
+    later). `want_master` is kept in the params for reporting only.
   * `preempt_delay`: the first lower-priority advert starts a delay during which such adverts
     still hold us in BACKUP; after it, they are ignored and the Master_Down timer preempts.
   * Tracked scripts/interfaces with weight 0 put the instance in FAULT; a master entering FAULT
@@ -150,11 +151,7 @@ class VrrpRouter:
             return [self._go(State.FAULT, "tracked object down at start")]
         if self.p.priority == 255:
             return self._to_master(n, "address owner (priority 255)")
-        if self.p.want_master:
-            return self._to_backup(n, "start (state MASTER: short wait)",
-                                   self.master_adver_us + skew_us(self.p.version, 255,
-                                                                  self.master_adver_us))
-        return self._to_backup(n, "start")
+        return self._to_backup(n, "init")
 
     def tick(self, now: float) -> list[Action]:
         """Fire the pending timer if it is due."""

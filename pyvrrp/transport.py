@@ -156,25 +156,31 @@ class RawTransport(Transport):
         self.group = group
         self.receive: Receive = lambda *_: None
         self.sock: socket.socket | None = None
+        self.tx: socket.socket | None = None
         self._errors: set[str] = set()
 
     async def open(self, receive: Receive) -> None:
+        """Two sockets, like keepalived's fd_in/fd_out: binding a raw socket to our address
+        would also filter what it receives to that destination (not 224.0.0.18)."""
         self.receive = receive
         ifindex = socket.if_nametoindex(self.ifname)
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTO)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
         mreqn = socket.inet_aton(self.group) + socket.inet_aton("0.0.0.0") + \
             struct.pack("@i", ifindex)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
-        s.bind((self.primary_ip, 0))
-        s.setblocking(False)
-        self.sock = s
-        asyncio.get_running_loop().add_reader(s.fileno(), self._readable)
+        rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTO)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        rx.setblocking(False)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, VRRP_PROTO)
+        tx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.ifname.encode())
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xC0)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+        tx.bind((self.primary_ip, 0))
+        tx.setblocking(False)
+        self.sock, self.tx = rx, tx
+        asyncio.get_running_loop().add_reader(rx.fileno(), self._readable)
 
     def _readable(self) -> None:
         assert self.sock is not None
@@ -201,11 +207,11 @@ class RawTransport(Transport):
             log.warning("%s: %s", self.ifname, msg)
 
     def send(self, encode: Encode) -> None:
-        if self.sock is None:
+        if self.tx is None:
             return
         for dst in self.peers or [self.group]:
             try:
-                self.sock.sendto(encode(self.primary_ip, dst), (dst, 0))
+                self.tx.sendto(encode(self.primary_ip, dst), (dst, 0))
             except OSError as exc:
                 self._note(f"send to {dst}: {exc}")
 
@@ -215,3 +221,6 @@ class RawTransport(Transport):
                 asyncio.get_running_loop().remove_reader(self.sock.fileno())
             self.sock.close()
             self.sock = None
+        if self.tx is not None:
+            self.tx.close()
+            self.tx = None
