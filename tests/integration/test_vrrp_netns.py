@@ -32,7 +32,7 @@ VIP = "10.99.0.88"
 
 
 def conf(router: str, state: str, prio: int, version: int) -> str:
-    """The fixture configs (lb1/lb2 × v2/v3), as keepalived 2.2.7 ran them."""
+    """The fixture configs (lb1/lb2, v2/v3), as keepalived 2.2.7 ran them."""
     auth = ("    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n"
             if version == 2 else "")
     return (f"global_defs {{\n   router_id {router}\n   vrrp_skip_check_adv_addr\n"
@@ -161,7 +161,7 @@ def test_pyvrrp_master_keepalived_backup_v3(start_lab: StartLab, netlab: NetnsLa
                                                            tmp_path / "kb")]))
     wait(lambda: "Entering BACKUP STATE" in sup2.tail("keepalived-b", 50), 3,
          "keepalived backup", sup2)
-    time.sleep(1.0)  # bounded: ~3× keepalived's Master_Down (0.365 s) — it must stay backup
+    time.sleep(1.0)  # bounded: ~3 times keepalived's Master_Down (0.365 s) — it must stay backup
     assert holder(netlab) == "a", sup2.tail("keepalived-b", 30)
     assert "Entering MASTER" not in sup2.tail("keepalived-b", 50)
 
