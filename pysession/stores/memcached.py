@@ -145,6 +145,11 @@ class MemcachedStore(Store):
         if failed:
             raise StoreError(f"memcached {self.host}:{self.port}: set refused for {failed}")
 
+    async def gets_many_raw(self, keys: list[str]) -> dict[str, tuple[bytes | None, Any]]:
+        """{key: (value, cas token)} for the keys present, in one round trip."""
+        got = await self._run(self.client.gets_many, keys)
+        return {k: (None if v is None else bytes(v), cas) for k, (v, cas) in got.items()}
+
     async def gets(self, key: str) -> tuple[bytes | None, bytes | None]:
         """Value and cas token (None, None when absent)."""
         v, cas = await self._run(self.client.gets, key)

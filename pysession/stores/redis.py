@@ -20,13 +20,14 @@ so every script touches one slot).
 from __future__ import annotations
 
 import secrets
-import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from pycommon.config import parse_hostport
@@ -103,14 +104,6 @@ class RedisSettings:
     cluster_nodes: list[str] = field(default_factory=list)  # "host:port"
 
 
-def _ssl_context(s: RedisSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=s.tls_ca_file)
-    if not s.tls_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class RedisStore(Store):
     """Sessions as redis hashes; the `Store` interface plus field-level load/save."""
 
@@ -128,9 +121,12 @@ class RedisStore(Store):
     @classmethod
     def connect(cls, s: RedisSettings, prefix: str = "session:",
                 policy: TypePolicy = DEFAULT_POLICY) -> RedisStore:
+        # one immediate retry (a pooled connection that died with a redis restart), no
+        # backoff: a session store that is down must fail fast so the node can degrade
         common: dict[str, Any] = {"username": s.username, "password": s.password,
                                   "socket_timeout": s.timeout,
-                                  "socket_connect_timeout": s.timeout}
+                                  "socket_connect_timeout": s.timeout,
+                                  "retry": Retry(NoBackoff(), 1)}
         tls: dict[str, Any] = {}
         if s.tls:
             tls = {"ssl": True, "ssl_ca_certs": s.tls_ca_file,

@@ -1,0 +1,61 @@
+"""Store health as the store-backed managers see it: up / down, logged once per outage,
+retried after a pause, and the 503 answer for `fail_closed` and lock timeouts.
+
+Sans-IO: every method takes `now`; the managers call `failed` when an operation raised
+`StoreError` and `ok` when one succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pysession.manager import SessionLimitExceeded
+
+log = logging.getLogger("pysession.stores")
+
+
+class SessionUnavailable(SessionLimitExceeded):
+    """The session cannot be served safely right now (store down with `fail_closed`, lock not
+    obtained within its bounded wait). pynode answers 503 with this text: it is a subclass of
+    SessionLimitExceeded because that is the exception the node already maps to 503."""
+
+
+class Health:
+    """One store (or one memcached node): down after a failure, probed again after `retry`
+    seconds, logged once when it goes down and once when it comes back."""
+
+    __slots__ = ("down_since", "failures", "label", "last_error", "retry", "retry_at")
+
+    def __init__(self, label: str, retry: float = 2.0) -> None:
+        self.label = label
+        self.retry = retry
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.failures = 0
+        self.last_error = ""
+
+    @property
+    def is_down(self) -> bool:
+        return self.down_since is not None
+
+    def usable(self, now: float) -> bool:
+        """Up, or down long enough that one more try is due."""
+        return self.down_since is None or now >= self.retry_at
+
+    def failed(self, now: float, error: object) -> None:
+        self.failures += 1
+        self.last_error = str(error)
+        self.retry_at = now + self.retry
+        if self.down_since is None:
+            self.down_since = now
+            log.warning("%s is down (%s): serving sessions from memory until it returns",
+                        self.label, error)
+
+    def ok(self, now: float) -> None:
+        if self.down_since is not None:
+            log.warning("%s is back after %.1f s", self.label, now - self.down_since)
+            self.down_since = None
+
+    def stats(self) -> dict[str, object]:
+        return {"up": self.down_since is None, "failures": self.failures,
+                "last_error": self.last_error}
