@@ -7,7 +7,6 @@ Handlers are coroutines so a servlet may await a store; the connector calls
 from __future__ import annotations
 
 import json
-from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
@@ -19,43 +18,78 @@ if TYPE_CHECKING:
     from pysession.session import Session
 
 
+def parse_cookie_header(value: str, into: dict[str, str]) -> None:
+    """`a=1; b="2"` → into (first occurrence wins). Lenient like browsers and Tomcat's
+    RFC 6265 parser: a malformed pair is skipped, never an error."""
+    for part in value.split(";"):
+        name, eq, val = part.partition("=")
+        if not eq:
+            continue
+        name = name.strip()
+        if not name or name in into:
+            continue
+        val = val.strip()
+        if len(val) >= 2 and val[0] == '"' and val[-1] == '"':
+            val = val[1:-1]
+        into[name] = val
+
+
 class Request:
-    """One HTTP request as a servlet sees it."""
+    """One HTTP request as a servlet sees it.
 
-    __slots__ = ("_binding", "_form", "body", "context", "cookies", "headers", "method",
-                 "path", "path_session_id", "query_string", "remote_addr", "servlet_path",
-                 "session_id_from_cookie", "target", "local_addr")
+    Headers arrive as bytes from the connector and are decoded only when asked for; cookies
+    are parsed on first access (the hot path of a session request reads one cookie).
+    """
 
-    def __init__(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes,
+    __slots__ = ("_binding", "_cookies", "_form", "_headers", "_raw_headers", "body", "context",
+                 "local_addr", "method", "path", "path_session_id", "query_string",
+                 "remote_addr", "servlet_path", "session_id_from_cookie", "target")
+
+    def __init__(self, method: str, target: str,
+                 headers: list[tuple[str, str]] | list[tuple[bytes, bytes]], body: bytes = b"",
                  remote_addr: str = "", local_addr: tuple[str, int] = ("", 0)) -> None:
         self.method = method
         self.target = target
         raw_path, _, self.query_string = target.partition("?")
-        # ;jsessionid=ID.route path parameter (Tomcat's URL rewriting)
-        raw_path, _, param = raw_path.partition(";")
         self.path_session_id: str | None = None
-        if param.lower().startswith("jsessionid="):
-            self.path_session_id = param[len("jsessionid="):]
-        self.path = unquote(raw_path) or "/"
-        self.headers = headers
+        if ";" in raw_path:
+            # ;jsessionid=ID.route path parameter (Tomcat's URL rewriting)
+            raw_path, _, param = raw_path.partition(";")
+            if param[:11].lower() == "jsessionid=":
+                self.path_session_id = param[11:]
+        self.path = (unquote(raw_path) if "%" in raw_path else raw_path) or "/"
+        if headers and isinstance(headers[0][0], str):
+            headers = [(str(k).encode("latin-1"), str(v).encode("latin-1"))
+                       for k, v in headers]
+        self._raw_headers: list[tuple[bytes, bytes]] = headers  # type: ignore[assignment]
+        self._headers: list[tuple[str, str]] | None = None
         self.body = body
         self.remote_addr = remote_addr
         self.local_addr = local_addr
-        self.cookies: dict[str, str] = {}
-        for k, v in headers:
-            if k.lower() == "cookie":
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(v)
-                except Exception:  # noqa: S112 - a malformed cookie header is simply ignored
-                    continue
-                for name, morsel in jar.items():
-                    self.cookies.setdefault(name, morsel.value)
+        self._cookies: dict[str, str] | None = None
         self.context: Context | None = None
         self.servlet_path = ""
         self.session_id_from_cookie = False
         self._binding: SessionBinding | None = None
         self._form: dict[str, list[str]] | None = None
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        h = self._headers
+        if h is None:
+            h = self._headers = [(k.decode("latin-1"), v.decode("latin-1"))
+                                 for k, v in self._raw_headers]
+        return h
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        c = self._cookies
+        if c is None:
+            c = self._cookies = {}
+            for k, v in self._raw_headers:
+                if len(k) == 6 and k.lower() == b"cookie":
+                    parse_cookie_header(v.decode("latin-1"), c)
+        return c
 
     def header(self, name: str, default: str | None = None) -> str | None:
         n = name.lower()
@@ -115,6 +149,9 @@ class Request:
         return self._binding is not None and self._binding.requested_id_valid
 
 
+_JSON = json.JSONEncoder(default=str)
+
+
 class Response:
     __slots__ = ("body", "cookies", "headers", "reason", "status")
 
@@ -128,7 +165,7 @@ class Response:
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Response:
-        return cls(status, json.dumps(data, default=str), "application/json")
+        return cls(status, _JSON.encode(data), "application/json")
 
     def set_header(self, name: str, value: str) -> None:
         n = name.lower()

@@ -2,8 +2,11 @@
 
 Requests on one connection are handled strictly in order (pipelining-safe); a response head
 and body go out in one `transport.write`. Keep-alive idle connections close after
-`keepalive_timeout` (Tomcat's connectionTimeout, 20 s); a graceful stop finishes in-flight
-requests, then closes idle connections.
+`keepalive_timeout` (Tomcat's connectionTimeout, 20 s) — checked by one connector-wide timer
+every second instead of a timer per request. A client that does not read its responses is
+not fed more: reading pauses while the transport is over its write buffer limit. A graceful
+stop closes the listener, finishes in-flight (and already received) requests, then closes
+idle connections.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ log = logging.getLogger("pynode.connector")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+IDLE_CHECK = 1.0
+
 
 class ConnectorStats:
     __slots__ = ("connections", "requests")
@@ -40,11 +45,12 @@ class ConnectorStats:
 
 
 class HttpConnection(asyncio.Protocol):
-    __slots__ = ("_body", "_busy", "_closing", "_head", "_idle", "_queue", "_server",
-                 "_task", "parser", "peer", "sock", "transport")
+    __slots__ = ("_body", "_busy", "_closing", "_head", "_last", "_paused", "_queue",
+                 "_server", "_task", "loop", "parser", "peer", "sock", "transport")
 
     def __init__(self, server: HttpConnector) -> None:
         self._server = server
+        self.loop = asyncio.get_running_loop()
         self.parser = RequestParser(server.limits)
         self.transport: asyncio.Transport | None = None
         self._queue: deque[tuple[RequestHead, bytes]] = deque()
@@ -52,7 +58,8 @@ class HttpConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._busy = False
         self._closing = False
-        self._idle: asyncio.TimerHandle | None = None
+        self._paused = False
+        self._last = self.loop.time()
         self._task: asyncio.Task[None] | None = None
         self.peer = ""
         self.sock: tuple[str, int] = ("", 0)
@@ -66,18 +73,22 @@ class HttpConnection(asyncio.Protocol):
         self.sock = (sock[0], sock[1]) if sock else ("", 0)
         self._server.connections.add(self)
         self._server.stats.connections += 1
-        self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        if self._idle:
-            self._idle.cancel()
         self.transport = None
 
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
-        if self._idle:
-            self._idle.cancel()
-            self._idle = None
         try:
             events = self.parser.feed(data)
         except HttpError as exc:
@@ -89,15 +100,18 @@ class HttpConnection(asyncio.Protocol):
                 self._body = []
             elif isinstance(ev, Body):
                 self._body.append(ev.data)
-            elif isinstance(ev, EndOfMessage) and self._head is not None:
-                self._queue.append((self._head, b"".join(self._body)))
-                self._head = None
+            elif isinstance(ev, EndOfMessage):
+                if self._head is not None:
+                    body = self._body
+                    self._queue.append((self._head,
+                                        body[0] if len(body) == 1 else b"".join(body)))
+                    self._head = None
             else:  # Upgrade: not supported by the app node
                 self._fail(400)
                 return
         if self._queue and not self._busy:
             self._busy = True
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._task = self.loop.create_task(self._run())
 
     # -- request loop -----------------------------------------------------------------
     async def _run(self) -> None:
@@ -106,8 +120,7 @@ class HttpConnection(asyncio.Protocol):
             while self._queue and self.transport is not None:
                 head, body = self._queue.popleft()
                 req = Request(head.method.decode("latin-1"), head.target.decode("latin-1"),
-                              [(k.decode("latin-1"), v.decode("latin-1"))
-                               for k, v in head.headers], body, self.peer, self.sock)
+                              head.headers, body, self.peer, self.sock)
                 server.stats.requests += 1
                 try:
                     resp = await server.handler(req)
@@ -122,22 +135,23 @@ class HttpConnection(asyncio.Protocol):
         finally:
             self._busy = False
             self._task = None
-        if self.transport is not None:
-            if server.stopping:
-                self._close()
-            else:
-                self._arm_idle()
+            self._last = self.loop.time()
+        if server.stopping and self.transport is not None:
+            self._close()
 
     def _write(self, resp: Response, keep_alive: bool, head_only: bool) -> None:
-        if self.transport is None:
+        t = self.transport
+        if t is None:
             return
         hs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
-        hs += [(b"Set-Cookie", c.encode("latin-1")) for c in resp.cookies]
-        hs.append((b"Content-Length", b"%d" % len(resp.body)))
+        for c in resp.cookies:
+            hs.append((b"Set-Cookie", c.encode("latin-1")))
+        body = resp.body
+        hs.append((b"Content-Length", b"%d" % len(body)))
         if not keep_alive:
             hs.append((b"Connection", b"close"))
         head = encode_response_head(resp.status, hs, resp.reason.encode("latin-1"))
-        self.transport.write(head if head_only else head + resp.body)
+        t.write(head if head_only or not body else head + body)
 
     def _fail(self, status: int) -> None:
         if self.transport is not None:
@@ -149,14 +163,12 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True
             self.transport.close()
 
-    def _arm_idle(self) -> None:
-        if self._server.keepalive_timeout > 0:
-            self._idle = asyncio.get_running_loop().call_later(
-                self._server.keepalive_timeout, self._close)
-
     @property
     def idle(self) -> bool:
         return not self._busy and not self._queue and self._head is None
+
+    def idle_since(self) -> float | None:
+        return self._last if self.idle else None
 
 
 class HttpConnector:
@@ -173,6 +185,7 @@ class HttpConnector:
         self.stats = ConnectorStats()
         self.stopping = False
         self.server: asyncio.Server | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -180,17 +193,32 @@ class HttpConnector:
                                               self.port, reuse_address=True, backlog=1024)
         sockname = self.server.sockets[0].getsockname()
         self.port = sockname[1]
+        if self.keepalive_timeout > 0:
+            self._idle_timer = loop.call_later(IDLE_CHECK, self._close_idle)
         return sockname[0], sockname[1]
+
+    def _close_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        limit = loop.time() - self.keepalive_timeout
+        for c in list(self.connections):
+            since = c.idle_since()
+            if since is not None and since < limit:
+                c._close()
+        if not self.stopping:
+            self._idle_timer = loop.call_later(IDLE_CHECK, self._close_idle)
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self.server is not None:
             self.server.close()
         for c in list(self.connections):
             if c.idle:
                 c._close()
-        deadline = asyncio.get_running_loop().time() + grace
-        while self.connections and asyncio.get_running_loop().time() < deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections and loop.time() < deadline:
             await asyncio.sleep(0.02)
         for c in list(self.connections):
             c._close()
