@@ -22,8 +22,6 @@ MANAGER_TYPES: dict[str, str] = {
     "cookie": "pysession.cookie_manager:CookieManager.from_options",
     "delta": "pysession.cluster.delta:DeltaManager.from_options",
     "backup": "pysession.cluster.backup:BackupManager.from_options",
-    "delta": "pysession.cluster.delta:DeltaManager.from_options",
-    "backup": "pysession.cluster.backup:BackupManager.from_options",
     "memcached": "pysession.managers.memcached:MemcachedSessionManager.from_options",
     "redis": "pysession.managers.redis:RedisSessionManager.from_options",
 }
