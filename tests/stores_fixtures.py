@@ -1,8 +1,9 @@
 """Real memcached / redis processes for the store tests, started through the pylab supervisor.
 
-Import the fixtures you need into a test module:
+Bind the fixtures you need in a test module:
 
-    from tests.stores_fixtures import memcached_pair, redis_server  # noqa: F401
+    from tests import stores_fixtures
+    memcached_pair = stores_fixtures.memcached_pair
 
 `memcached_spec` / `redis_spec` give the ProcessSpec alone, to put a store beside pynodes in one
 ad-hoc lab (`make_lab("x", [memcached_spec("m1"), ..., pynode specs])`).
@@ -12,13 +13,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from pylab.supervisor import Supervisor
 from pylab.topology import ProcessSpec
+from pysession.binding import CookieSettings, SessionBinding
+from pysession.manager import Manager, RequestInfo
+from pysession.session import Session
 from tests.conftest import make_lab
 
 MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
@@ -83,3 +89,21 @@ def redis_server(start_lab: StartLab) -> Stores:
     """One redis-server named `redis`."""
     need(REDIS)
     return Stores(start_lab(make_lab("redis", [redis_spec("redis")])))
+
+
+async def request(mgr: Manager, sid: str | None, fn: Callable[[Session], Any] | None = None,
+                  path: str = "/api/session", method: str = "POST"
+                  ) -> tuple[Session, str | None]:
+    """One request's session cycle in-process, as pynode drives it: (session, Set-Cookie)."""
+    b = SessionBinding(mgr, CookieSettings(), time.time, RequestInfo(method, path, "127.0.0.1"),
+                       sid)
+    await b.begin()
+    s = b.get(create=True)
+    assert s is not None
+    if fn is not None:
+        fn(s)
+    return s, await b.end()
+
+
+def incr(s: Session) -> None:
+    s.set_attribute("n", (s.get_attribute("n") or 0) + 1)

@@ -17,9 +17,12 @@ from pysession.stores.redis import (
     SessionConflict,
     SessionGone,
 )
-from tests.stores_fixtures import Stores, memcached_pair, redis_server  # noqa: F401
+from tests import stores_fixtures
+from tests.stores_fixtures import Stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
+memcached_pair = stores_fixtures.memcached_pair
+redis_server = stores_fixtures.redis_server
 
 
 def test_parse_nodes_errors() -> None:
@@ -29,7 +32,7 @@ def test_parse_nodes_errors() -> None:
             parse_nodes(bad)
 
 
-def test_memcached_store_roundtrip(memcached_pair: Stores) -> None:  # noqa: F811
+def test_memcached_store_roundtrip(memcached_pair: Stores) -> None:
     async def go() -> None:
         host, port = memcached_pair.addr("n1")
         st = MemcachedStore(host, port, node_id="n1")
@@ -61,7 +64,7 @@ def test_memcached_store_roundtrip(memcached_pair: Stores) -> None:  # noqa: F81
     asyncio.run(go())
 
 
-def test_redis_store_fields_and_conflicts(redis_server: Stores) -> None:  # noqa: F811
+def test_redis_store_fields_and_conflicts(redis_server: Stores) -> None:
     async def go() -> None:
         host, port = redis_server.addr("redis")
         st = RedisStore.connect(RedisSettings(host=host, port=port))

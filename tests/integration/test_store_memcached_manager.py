@@ -5,40 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from pysession.binding import CookieSettings, SessionBinding
-from pysession.manager import Manager, RequestInfo
+from pysession.manager import Manager
 from pysession.managers.memcached import MemcachedSessionManager
-from pysession.session import Session
 from pysession.stores.health import SessionUnavailable
 from pysession.stores.memcached import MemcachedStore, parse_nodes
-from tests.stores_fixtures import Stores, memcached_pair  # noqa: F401
+from tests import stores_fixtures
+from tests.stores_fixtures import Stores, incr, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
-
-COOKIE = CookieSettings()
-
-
-async def request(mgr: Manager, sid: str | None, fn: Callable[[Session], Any] | None = None,
-                  path: str = "/api/session", method: str = "POST"
-                  ) -> tuple[Session, str | None]:
-    """One request's session cycle, as pynode drives it."""
-    b = SessionBinding(mgr, COOKIE, time.time, RequestInfo(method, path, "127.0.0.1"), sid)
-    await b.begin()
-    s = b.get(create=True)
-    assert s is not None
-    if fn is not None:
-        fn(s)
-    return s, await b.end()
-
-
-def incr(s: Session) -> None:
-    s.set_attribute("n", (s.get_attribute("n") or 0) + 1)
-
+memcached_pair = stores_fixtures.memcached_pair
 
 def manager(stores: Stores, route: str, **kw: Any) -> MemcachedSessionManager:
     kw.setdefault("backup_async", False)
@@ -52,7 +31,7 @@ def store(stores: Stores, name: str) -> MemcachedStore:
     return MemcachedStore(h, p, node_id=name)
 
 
-def test_sticky_backup_failover_and_skip(memcached_pair: Stores) -> None:  # noqa: F811
+def test_sticky_backup_failover_and_skip(memcached_pair: Stores) -> None:
     async def go() -> None:
         m1 = manager(memcached_pair, "node1", request_uri_ignore_pattern=r".*\.(css|png)$")
         m2 = manager(memcached_pair, "node2")
@@ -84,7 +63,7 @@ def test_sticky_backup_failover_and_skip(memcached_pair: Stores) -> None:  # noq
     asyncio.run(go())
 
 
-def test_sticky_async_backup_keeps_order(memcached_pair: Stores) -> None:  # noqa: F811
+def test_sticky_async_backup_keeps_order(memcached_pair: Stores) -> None:
     async def go() -> None:
         m1 = manager(memcached_pair, "node1", backup_async=True)
         m2 = manager(memcached_pair, "node2")
@@ -101,7 +80,7 @@ def test_sticky_async_backup_keeps_order(memcached_pair: Stores) -> None:  # noq
     asyncio.run(go())
 
 
-def test_nonsticky_backup_and_dead_node_relocation(memcached_pair: Stores) -> None:  # noqa: F811
+def test_nonsticky_backup_and_dead_node_relocation(memcached_pair: Stores) -> None:
     async def go() -> None:
         a = manager(memcached_pair, "node1", sticky=False, failover=[])
         b = manager(memcached_pair, "node2", sticky=False, failover=[])
@@ -142,7 +121,7 @@ def test_nonsticky_backup_and_dead_node_relocation(memcached_pair: Stores) -> No
 
 
 @pytest.mark.parametrize("mode", ["all", "none"])
-def test_nonsticky_concurrent_increments(memcached_pair: Stores, mode: str) -> None:  # noqa: F811
+def test_nonsticky_concurrent_increments(memcached_pair: Stores, mode: str) -> None:
     """4 x 50 increments from two nodes at once: lock 'all' loses nothing."""
     async def go() -> int:
         a = manager(memcached_pair, "node1", sticky=False, lock_mode=mode)
@@ -169,7 +148,7 @@ def test_nonsticky_concurrent_increments(memcached_pair: Stores, mode: str) -> N
         assert n <= 201  # last write wins (msm without locking): loss is measured elsewhere
 
 
-def test_lock_timeout_answers_503(memcached_pair: Stores) -> None:  # noqa: F811
+def test_lock_timeout_answers_503(memcached_pair: Stores) -> None:
     async def go() -> None:
         a = manager(memcached_pair, "node1", sticky=False, lock_mode="all", lock_wait=0.2)
         try:
@@ -190,7 +169,7 @@ def test_lock_timeout_answers_503(memcached_pair: Stores) -> None:  # noqa: F811
     asyncio.run(go())
 
 
-def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:  # noqa: F811
+def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:
     async def go() -> None:
         a = manager(memcached_pair, "node1", sticky=False)
         closed = manager(memcached_pair, "node2", sticky=False, fail_closed=True)
