@@ -81,7 +81,7 @@ class Poller:
             w.close()
             if data.startswith(b"HTTP/1.0 200") or data.startswith(b"HTTP/1.1 200"):
                 who = data.rsplit(b"\r\n\r\n", 1)[-1].decode().strip()
-        except (OSError, TimeoutError, asyncio.TimeoutError):
+        except (OSError, TimeoutError):
             pass
         self.samples.append((started, who))
 
