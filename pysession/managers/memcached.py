@@ -540,6 +540,7 @@ class MemcachedSessionManager(StandardManager):
         out = super().stats()
         out.update(self.counters)
         out["mode"] = "sticky" if self.sticky else "non-sticky"
+        out["pending_backups"] = len(self._pending) + len(self._tasks) + len(self._bg)
         out["nodes"] = {i: h.stats() for i, h in self.ring.health.items()}
         return out
 
