@@ -26,6 +26,7 @@ from pyvrrp.notify import Notifier, run_script
 from pyvrrp.packet import VRRP_TTL, Advert, PacketError
 from pyvrrp.track import Hysteresis, Tracked, total_weight
 from pyvrrp.transport import LoopbackTransport, RawTransport, Transport, interface_addresses
+from pyvrrp.validate import reject_reason
 from pyvrrp.vip import LoopbackVip, RealVip, VipHolder
 
 log = logging.getLogger("pyvrrp")
@@ -156,7 +157,7 @@ class InstanceRuntime:
             log.warning("%s: %s", self.cfg.name, msg)
 
     def _received(self, data: bytes, src: str, dst: str, ttl: int | None) -> None:
-        if ttl is not None and ttl != VRRP_TTL:
+        if ttl is not None and ttl != VRRP_TTL:  # before any parsing: RFC 5798 §7.1
             self._warn_once(f"ttl{src}", f"dropping advert from {src}: TTL {ttl} != 255")
             return
         try:
@@ -164,23 +165,11 @@ class InstanceRuntime:
         except PacketError as exc:
             self._warn_once(f"{exc}{src}", f"dropping advert from {src}: {exc}")
             return
-        if adv.vrid != self.cfg.virtual_router_id:
+        why = reject_reason(adv, self.cfg, ttl, self.kc.global_defs.skip_check_adv_addr)
+        if why is not None:
+            if why:
+                self._warn_once(f"{why}{src}", f"dropping advert from {src}: {why}")
             return
-        if adv.version != self.cfg.version:
-            self._warn_once(f"ver{src}", f"dropping VRRPv{adv.version} advert from {src}: "
-                            f"configured for v{self.cfg.version}")
-            return
-        if adv.version == 2 and adv.advert_int != self.cfg.advert_int:
-            self._warn_once(f"int{src}", f"dropping advert from {src}: advert_int "
-                            f"{adv.advert_int:g} != {self.cfg.advert_int:g}")
-            return
-        if adv.priority and not self.kc.global_defs.skip_check_adv_addr:
-            mine = sorted(va.address for va in self.cfg.virtual_ipaddress)
-            if sorted(adv.addresses) != mine:
-                self._warn_once(f"addr{src}", f"dropping advert from {src}: addresses "
-                                f"{list(adv.addresses)} != {mine} (vrrp_skip_check_adv_addr "
-                                "accepts them)")
-                return
         self._apply(self.router.receive(self.loop.time(), adv.priority, src, adv.advert_int))
 
     def tracking_changed(self, t: Tracked) -> None:
