@@ -175,3 +175,38 @@ def test_pyvrrp_master_keepalived_backup_v3(start_lab: StartLab, netlab: NetnsLa
     wait(lambda: holder(netlab) == "a", 3, "pyvrrp preempts keepalived", sup2)
     wait(lambda: "Entering BACKUP STATE" in sup2.tail("keepalived-b", 8), 2,
          "keepalived back to BACKUP", sup2)
+
+
+def test_real_mode_tracked_interface_fault_and_crash(start_lab: StartLab,
+                                                     netlab: NetnsLab) -> None:
+    """track_interface (weight 0): link down → FAULT (priority 0 sent) → b takes over;
+    link up → a preempts back; kill -9 of a → b takes over after Master_Down and its
+    gratuitous ARP moves the client even though a's kernel still has the address."""
+    # an uplink to track: a veth pair inside a (no `dummy` module on every kernel)
+    netlab.run("a", ["ip", "link", "add", "dummy0", "type", "veth", "peer", "name", "dummy1"])
+    netlab.run("a", ["ip", "link", "set", "dummy1", "up"])
+    netlab.run("a", ["ip", "link", "set", "dummy0", "up"])
+    tracked = LB1[3].replace("    virtual_ipaddress", "    track_interface {\n        dummy0\n"
+                             "    }\n    virtual_ipaddress")
+    sup = start_lab(make_lab("vrrp-track", [pyvrrp_spec(netlab, "a", tracked),
+                                            pyvrrp_spec(netlab, "b", LB2[3])]))
+    wait(lambda: holder(netlab) == "a", 3, "a holds the VIP", sup)
+    touch_vip(netlab)
+
+    netlab.run("a", ["ip", "link", "set", "dummy0", "down"])
+    wait(lambda: holder(netlab) == "b", 1.5, "dummy0 down: a goes FAULT, b takes over", sup)
+    assert "Entering FAULT STATE (tracked interface dummy0 down)" in sup.tail("pyvrrp-a", 20)
+
+    netlab.run("a", ["ip", "link", "set", "dummy0", "up"])
+    wait(lambda: holder(netlab) == "a", 3, "dummy0 up: a recovers and preempts", sup)
+
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    sup.kill("pyvrrp-a")                                  # no priority 0, address left behind
+    wait(lambda: netlab.has_address("b", VIP), 0.365 + 0.1 + 0.4, "b takes over", sup)
+    gap = time.monotonic() - t0
+    print(f"\nreal v3 0.1 s kill -9: b holds the VIP after {gap:.3f} s "
+          f"(Master_Down 0.365 s)")
+    assert gap >= 0.365 - 0.1 - 0.05  # it did wait for Master_Down (minus one interval)
+    wait(lambda: netlab.neighbour_mac(VIP) == netlab.mac("b"), 7,
+         "gratuitous ARP moves the client to b", sup)
