@@ -70,14 +70,14 @@ save_file = "sessions-root.msgpack"
 def test_graceful_shutdown_finishes_in_flight_requests(start_lab: StartLab,
                                                        tmp_path: Path) -> None:
     marker = tmp_path / "marker"
-    app = """
+    app = f"""
 [webapp]
 context_path = "/slow"
 [[servlet]]
 class = ".servlets:Slow"
 urls = ["/"]
-init = { marker = "%s" }
-""" % marker
+init = {{ marker = "{marker}" }}
+"""
     appdir = tmp_path / "slowapp"
     appdir.mkdir()
     (appdir / "web.toml").write_text(app)
