@@ -50,7 +50,8 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def make_app(manager: Manager | None = None, secure_cookie: bool = False) -> web.Application:
-    manager = manager or StandardManager(route="app1", distributable=True)
+    if manager is None:
+        manager = StandardManager(route="app1", distributable=True)
     app = web.Application()
     setup_sessions(app, manager, CookieSettings(manager.cookie_name, "/", secure=secure_cookie,
                                                 same_site="Lax"))

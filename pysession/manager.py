@@ -105,6 +105,10 @@ class Manager(abc.ABC):
     def __len__(self) -> int:
         """Sessions active in this process's memory."""
 
+    def __bool__(self) -> bool:
+        """A manager is always truthy, even with no session (`manager or default` is safe)."""
+        return True
+
     def new_id(self) -> str:
         """A fresh id in Tomcat's format (override to add msm's `-n1` infix)."""
         return new_session_id(self.route)
