@@ -19,7 +19,7 @@ from pyservlet.filters import Filter, Next, compose, url_matches
 from pyservlet.static import StaticFiles
 from pysession.binding import CookieSettings, SessionBinding
 from pysession.cookie_manager import SessionTooLarge
-from pysession.manager import Manager, RequestInfo, SessionLimitExceeded
+from pysession.manager import Manager, RequestInfo
 from pysession.session import NotSerializableError
 
 log = logging.getLogger("pynode.context")
@@ -120,16 +120,24 @@ class Context:
                 resp = await chain(request)
             else:
                 resp = await self._dispatch(request)
-        except SessionLimitExceeded as exc:
-            resp = Response(503, f"{exc}\n", "text/plain")
         except (NotSerializableError, SessionTooLarge) as exc:
             resp = Response(500, f"{exc}\n", "text/plain")
+        except Exception as exc:
+            # SessionError (503 max active, store down with fail_closed, lock timeout...) or
+            # any manager exception that says its status
+            status = getattr(exc, "http_status", None)
+            if not isinstance(status, int):
+                raise
+            resp = Response(status, f"{exc}\n", "text/plain")
         try:
             cookie = await binding.end()
         except Exception as exc:
             log.warning("session commit failed for %s %s: %s", request.method, request.path,
                         exc)
-            return Response(500, f"session could not be saved: {exc}\n", "text/plain")
+            # a store-backed manager may say which status fits (409 conflict, 503 store down)
+            code = getattr(exc, "http_status", 500)
+            return Response(code if isinstance(code, int) else 500,
+                            f"session could not be saved: {exc}\n", "text/plain")
         if cookie is not None:
             resp.cookies.append(cookie)
         return resp

@@ -53,18 +53,30 @@ def session_middleware(manager: Manager, cookie: CookieSettings | None = None,
                                              request.remote or ""),
                                  request.cookies.get(settings.name))
         request[BINDING_KEY] = binding
-        await binding.begin()
         try:
+            await binding.begin()
             resp = await handler(request)
         except web.HTTPException as exc:
             header = await binding.end()
             if header is not None:
                 exc.headers.add("Set-Cookie", header)
             raise
+        except Exception as exc:
+            status = getattr(exc, "http_status", None)
+            await binding.end()
+            if not isinstance(status, int):
+                raise
+            return web.Response(status=status, text=f"{exc}\n")
         except BaseException:
             await binding.end()
             raise
-        header = await binding.end()
+        try:
+            header = await binding.end()
+        except Exception as exc:
+            status = getattr(exc, "http_status", None)
+            if not isinstance(status, int):
+                raise
+            return web.Response(status=status, text=f"session could not be saved: {exc}\n")
         if header is not None:
             resp.headers.add("Set-Cookie", header)
         return resp

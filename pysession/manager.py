@@ -37,8 +37,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("pysession.manager")
 
 
-class SessionLimitExceeded(RuntimeError):
+class SessionError(RuntimeError):
+    """A session operation that fails the request. Hosts answer `http_status` with the
+    message (pynode: text/plain). Any exception raised by a manager hook that carries an
+    `http_status` attribute is answered the same way."""
+
+    http_status = 500
+
+
+class SessionLimitExceeded(SessionError):
     """maxActiveSessions reached: creation is refused (Tomcat's TooManyActiveSessions)."""
+
+    http_status = 503
 
 
 @dataclass(slots=True)
