@@ -52,6 +52,9 @@ class HttpError(Exception):
     def __init__(self, status: int, detail: str = "") -> None:
         self.status = status
         self.detail = detail or reason_phrase(status)
+        # events completed by the same feed() before the error (pipelined requests ahead of
+        # a bad one still deserve their answers)
+        self.events: list[Event] = []
         super().__init__(f"{status} {self.detail}")
 
 
@@ -233,7 +236,15 @@ class RequestParser(_Base):
         super().on_body(body)
 
     def feed(self, data: bytes) -> list[Event]:
-        """Parse `data`; return the events it completes. Raises HttpError on bad input."""
+        """Parse `data`; return the events it completes. Raises HttpError on bad input
+        (with `.events` holding what `data` completed before the error)."""
+        try:
+            return self._feed(data)
+        except HttpError as exc:
+            exc.events = self._events
+            raise
+
+    def _feed(self, data: bytes) -> list[Event]:
         self._events = []
         if self.upgraded:
             return [Upgrade(data)]

@@ -31,6 +31,7 @@ from pycommon.http import (
     LAST_CHUNK,
     Body,
     EndOfMessage,
+    Event,
     HttpError,
     Limits,
     RequestHead,
@@ -222,8 +223,24 @@ class ClientConnection(asyncio.Protocol):
         try:
             events = self.parser.feed(data)
         except HttpError as exc:
+            self._handle(exc.events)
             self._reject(exc.status)
             return
+        self._handle(events)
+        if self._head is None and events and events[-1].__class__ is not EndOfMessage \
+                and not self.parser.upgraded:
+            self._arm("header", self.proxy.server.client_header_timeout)
+        elif self._head is None and not events:
+            self._arm("header", self.proxy.server.client_header_timeout)
+        if self._queue:
+            if not self._busy:
+                self._busy = True
+                asyncio.get_running_loop().create_task(self._run())
+            if len(self._queue) >= MAX_QUEUED and self.transport is not None:
+                self.transport.pause_reading()
+                self.reading_paused = True
+
+    def _handle(self, events: list[Event]) -> None:
         for ev in events:
             cls = ev.__class__
             if cls is RequestHead:
@@ -253,18 +270,6 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(ev, Upgrade):
                 if ev.data:
                     self.pending_tunnel.append(ev.data)
-        if self._head is None and events and events[-1].__class__ is not EndOfMessage \
-                and not self.parser.upgraded:
-            self._arm("header", self.proxy.server.client_header_timeout)
-        elif self._head is None and not events:
-            self._arm("header", self.proxy.server.client_header_timeout)
-        if self._queue:
-            if not self._busy:
-                self._busy = True
-                asyncio.get_running_loop().create_task(self._run())
-            if len(self._queue) >= MAX_QUEUED and self.transport is not None:
-                self.transport.pause_reading()
-                self.reading_paused = True
 
     # -- helpers ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+import weakref
 from pathlib import Path
 
 from pylab.supervisor import free_port
@@ -23,11 +24,22 @@ def free_ports(n: int) -> list[int]:
     return sorted(ports)
 
 
+_LEFTOVER: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
+
+
 def recv_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str],
                                                                       bytes]:
-    """Read one Content-Length or chunked response (or to EOF) from `sock`."""
+    """Read one Content-Length or chunked response (or to EOF) from `sock`; bytes of the
+    next (pipelined) response are kept for the next call."""
+    status, headers, body, rest = _recv_response(sock, timeout)
+    _LEFTOVER[sock] = rest
+    return status, headers, body
+
+
+def _recv_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes,
+                                                                 bytes]:
     sock.settimeout(timeout)
-    buf = b""
+    buf = _LEFTOVER.pop(sock, b"")
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -48,7 +60,7 @@ def recv_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[
             if not chunk:
                 break
             rest += chunk
-        return status, headers, rest[:n]
+        return status, headers, rest[:n], rest[n:]
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = b""
         while True:
@@ -61,13 +73,13 @@ def recv_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[
             body += rest[:size]
             rest = rest[size + 2:]
             if size == 0:
-                return status, headers, body
+                return status, headers, body, rest
     if status in (101, 204, 304) or 100 <= status < 200:
-        return status, headers, b""
+        return status, headers, b"", rest
     while True:
         chunk = sock.recv(65536)
         if not chunk:
-            return status, headers, rest
+            return status, headers, rest, b""
         rest += chunk
 
 
@@ -89,17 +101,22 @@ def get(addr: tuple[str, int], path: str = "/", src: str | None = None,
         sock.close()
 
 
-def nginx_spec(name: str, conf: str, run_dir: Path) -> ProcessSpec:
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def nginx_spec(name: str, conf: str, run_dir: Path | None = None, echo: bool = False,
+               files: dict[str, str] | None = None) -> ProcessSpec:
     """Real nginx as a supervised foreground process; `conf` may use {port} and {rundir}."""
     prefix = "{rundir}/" + name
-    head = (f"worker_processes 1;\nerror_log {prefix}/error.log warn;\npid {prefix}/nginx.pid;\n"
+    head = ((f"load_module {ECHO_MODULE};\n" if echo else "") + "worker_processes 1;\n"
+            f"error_log {prefix}/error.log warn;\npid {prefix}/nginx.pid;\n"
             "events { worker_connections 1024; }\n")
     temps = "".join(f"  {t}_temp_path {prefix}/{t}_temp;\n"
                     for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     full = head + "http {\n  access_log off;\n" + temps + conf + "\n}\n"
     return ProcessSpec(name, "command", [NGINX, "-p", prefix, "-c", "{file:nginx.conf}", "-g",
                                          "daemon off; user root;"],
-                       ready="tcp", files={"nginx.conf": full})
+                       ready="tcp", files={"nginx.conf": full, **(files or {})})
 
 
 def pylb_spec(name: str, toml: str, after: list[str] | None = None) -> ProcessSpec:
