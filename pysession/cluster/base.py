@@ -231,6 +231,7 @@ class ReplicatedManager(Manager):
     def stats(self) -> dict[str, Any]:
         d = super().stats()
         d.update({"members": [m.route for m in self.members()], "rebound": self.rebound,
+                  "receiver": f"{self.service.channel.host}:{self.service.channel.port}",
                   "send_failures": self.send_failures,
                   "frames_rejected": self.service.codec.rejected + self.service.rejected_hb})
         return d

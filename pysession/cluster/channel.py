@@ -88,6 +88,8 @@ class _Conn(asyncio.Protocol):
         if self.outgoing_to is not None and \
                 self.channel.links.get(self.outgoing_to) is self:
             del self.channel.links[self.outgoing_to]
+            if self.channel.on_link_lost is not None:
+                self.channel.on_link_lost(self.outgoing_to)
         for rid in list(self.pending):
             self.channel.fail_request(rid, ChannelError("connection lost"))
         if not self.closed.done():
@@ -109,6 +111,8 @@ class Channel:
         self.requests: dict[int, tuple[asyncio.Future[Any], Callable[[Any], None] | None]] = {}
         self.ids = itertools.count(1)
         self.rejected_logged = False
+        #: called with the peer's uuid when an outgoing link breaks (failure detector hint)
+        self.on_link_lost: Callable[[str], None] | None = None
 
     # -- receiver ---------------------------------------------------------------------
     async def start(self) -> int:
@@ -252,6 +256,7 @@ class Channel:
         return True
 
     def drop(self, uuid: str) -> None:
+        self.connecting.pop(uuid, None)
         c = self.links.pop(uuid, None)
         if c is not None and c.transport is not None:
             c.transport.close()

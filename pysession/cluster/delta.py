@@ -46,7 +46,8 @@ from pysession.session import Session
 
 log = logging.getLogger("pysession.cluster.delta")
 
-LIVE = ("created", "delta", "accessed", "expired", "chid")
+LIVE = ("created", "delta", "accessed", "expired", "chid", "relay")
+RELAY_DEPTH = 3
 TRANSFER_CHUNK = 500
 
 
@@ -176,7 +177,7 @@ class DeltaManager(ReplicatedManager):
             st.lam += 1
             st.vv[self.me] = st.vv.get(self.me, 0) + 1
             st.rebase(s.attributes)
-            out.append({"t": "created", "s": snapshot(s, self.serializer)})
+            out.append({"t": "created", "o": self.me, "s": snapshot(s, self.serializer)})
         else:
             d = make_delta(s, self.me, self.serializer)
             if d is not None:
@@ -248,6 +249,12 @@ class DeltaManager(ReplicatedManager):
                     self.events.session_created(s)
             else:
                 self.counts["duplicate"] += 1
+            self.remember(have or s, str(msg.get("o", "")), msg)
+            return
+        if t == "relay":
+            for m in msg.get("msgs") or []:
+                if isinstance(m, dict) and m.get("t") in ("created", "delta"):
+                    self.apply(m, now)
             return
         sid = str(msg["id"]) if t != "chid" else str(msg["old"])
         found = self.sessions.get(base_id(sid))
@@ -257,6 +264,7 @@ class DeltaManager(ReplicatedManager):
         s = found
         if t == "delta":
             self.counts[apply_delta(s, msg["d"], self.policy)] += 1
+            self.remember(s, str(msg["d"]["o"]), msg)
             if s.id != sid and s.in_use == 0:
                 s.id = sid  # the sender is where the session lives now
         elif t == "accessed":
@@ -289,9 +297,32 @@ class DeltaManager(ReplicatedManager):
             self.sessions.setdefault(base_id(s.id), s)
             self.counts["transferred"] += 1
 
+    def remember(self, s: Session, origin: str, msg: dict[str, Any]) -> None:
+        """Keep the last few messages each origin sent about `s`: if that origin crashes
+        after reaching only some members, the survivors relay them (deduplicated by the
+        version vectors), so the cluster agrees on what the crash left behind."""
+        recv = s.notes.setdefault("recv", {})
+        dq = recv.get(origin)
+        if dq is None:
+            dq = recv[origin] = deque(maxlen=RELAY_DEPTH)
+        dq.append(msg)
+
     def on_member_event(self, event: MemberEvent) -> None:
-        if event.kind in ("dropped", "left"):
-            self.locks.release_all(event.member.uuid)
+        if event.kind not in ("dropped", "left"):
+            return
+        gone = event.member.uuid
+        self.locks.release_all(gone)
+        if event.kind != "dropped":
+            return
+        relayed = 0
+        for s in self.sessions.values():
+            dq = s.notes.get("recv", {}).pop(gone, None)
+            if dq:
+                self.broadcast({"t": "relay", "msgs": list(dq)})
+                relayed += 1
+        if relayed:
+            log.info("%s: relayed the last messages of %s for %d sessions", self.context,
+                     event.member.route, relayed)
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self, now: float) -> None:

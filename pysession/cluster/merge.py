@@ -53,7 +53,7 @@ class ReplState:
         self.base: dict[str, Any] = {}
 
     def to_wire(self) -> dict[str, Any]:
-        return {"vv": self.vv, "lam": self.lam,
+        return {"vv": dict(self.vv), "lam": self.lam,
                 "ver": {k: [v[0], v[1]] for k, v in self.ver.items()}}
 
     @classmethod

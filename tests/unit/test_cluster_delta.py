@@ -207,3 +207,22 @@ def test_state_transfer_snapshot_then_queued_messages() -> None:
         c.apply(msg, 2.0)
     copy = c.find(s.id, 2.0)
     assert copy is not None and copy.get_attribute("n") == 1 and c.counts["duplicate"] == 1
+
+
+def test_survivors_relay_what_a_crashed_member_sent_to_some_of_them() -> None:
+    from pysession.cluster.membership import Member, MemberEvent
+
+    a, b, c = mgr("node1"), mgr("node2"), mgr("node3")
+    s = a.create(0.0)
+    created = finish(a, s, 0.0)
+    deliver(b, created)                      # a crashes: c never hears of the session
+    s.set_attribute("n", 1)
+    deliver(b, finish(a, s, 1.0))
+    relayed: list[dict[str, Any]] = []
+    b.broadcast = relayed.append  # type: ignore[method-assign,assignment]
+    b.on_member_event(MemberEvent("dropped", Member(a.me, "node1", "h", 1, 0.0)))
+    deliver(c, relayed)
+    copy = c.find(s.id, 2.0)
+    assert copy is not None and copy.get_attribute("n") == 1
+    deliver(c, relayed)                       # relayed twice: applied once
+    assert copy.get_attribute("n") == 1
