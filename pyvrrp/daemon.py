@@ -177,6 +177,8 @@ class InstanceRuntime:
         acts = self.router.set_weight(now, total_weight(self.tracked))
         acts += self.router.set_fault(now, t.name, t.faulted)
         self._apply(acts)
+        if self.on_state is not None:
+            self.on_state()  # the priority may have moved without a transition
 
     async def _watch_interfaces(self) -> None:
         while self.router.state != State.STOP:

@@ -48,17 +48,29 @@ class Transport:
 
 
 class _Datagrams(asyncio.DatagramProtocol):
+    """One UDP socket; every instance using it gets every datagram (they filter by VRID)."""
+
     def __init__(self, owner: LoopbackTransport, dst: str) -> None:
-        self.owner = owner
+        self.owners = [owner]
         self.dst = dst
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if addr[0] == self.owner.primary_ip:
-            return  # our own multicast copy
-        self.owner.receive(data, addr[0], self.dst, None)
+        for owner in list(self.owners):
+            if addr[0] != owner.primary_ip:  # else: our own multicast copy
+                owner.receive(data, addr[0], self.dst, None)
 
     def error_received(self, exc: Exception) -> None:
-        self.owner.note_error(exc)
+        for owner in self.owners:
+            owner.note_error(exc)
+
+
+# Unicast sockets by (address, port): several vrrp_instances of one daemon on one address
+# share it, as keepalived's instances share a socket per interface.
+_UNICAST: dict[tuple[str, int], tuple[_Datagrams, socket.socket]] = {}
 
 
 class LoopbackTransport(Transport):
@@ -73,6 +85,7 @@ class LoopbackTransport(Transport):
         self.receive: Receive = lambda *_: None
         self._transports: list[asyncio.DatagramTransport] = []
         self._send_sock: socket.socket | None = None
+        self._shared: _Datagrams | None = None
         self._errors: set[str] = set()
 
     def note_error(self, exc: Exception) -> None:
@@ -84,12 +97,18 @@ class LoopbackTransport(Transport):
         self.receive = receive
         loop = asyncio.get_running_loop()
         if self.peers:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((self.primary_ip, self.port))
+            key = (self.primary_ip, self.port)
+            if key in _UNICAST:
+                proto, sock = _UNICAST[key]
+                proto.owners.append(self)
+            else:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind(key)
+                _, proto = await loop.create_datagram_endpoint(
+                    lambda: _Datagrams(self, self.primary_ip), sock=sock)
+                _UNICAST[key] = (proto, sock)
+            self._shared = proto
             self._send_sock = sock
-            t, _ = await loop.create_datagram_endpoint(
-                lambda: _Datagrams(self, self.primary_ip), sock=sock)
-            self._transports.append(t)
             return
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -119,8 +138,15 @@ class LoopbackTransport(Transport):
                 self.note_error(exc)
 
     def close(self) -> None:
+        if self._shared is not None:
+            self._shared.owners.remove(self)
+            if not self._shared.owners:
+                _UNICAST.pop((self.primary_ip, self.port), None)
+                if self._shared.transport is not None:
+                    self._shared.transport.close()
+            self._shared = None
         for t in self._transports:
-            t.close()  # closes the sockets they own (the unicast one sends too)
+            t.close()  # closes the sockets they own
         if self._send_sock is not None and not self.peers:
             self._send_sock.close()  # multicast: the sending socket is ours alone
         self._transports.clear()

@@ -105,6 +105,13 @@ class _Client(_Pipe):
         self.transport.resume_reading()
 
 
+class _Refuse(asyncio.Protocol):
+    """No --forward: the VIP is held (connectable) but has nothing behind it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class LoopbackVip(VipHolder):
     """Listen on each VIP address:port while master; forward to `target`."""
 
@@ -118,7 +125,7 @@ class LoopbackVip(VipHolder):
         self.held = asyncio.Event()
 
     def _protocol(self) -> asyncio.Protocol:
-        return asyncio.Protocol() if self.target is None else _Client(self.target)
+        return _Refuse() if self.target is None else _Client(self.target)
 
     async def take(self) -> None:
         if self._task is None or self._task.done():

@@ -168,3 +168,43 @@ def test_wrong_password_is_ignored_and_both_become_master(start_lab: StartLab) -
     wait_state(sup, "vip", "MASTER", 5)
     wait_state(sup, "vip2", "MASTER", 6)
     assert "PASS auth data does not match" in sup.tail("vip2", 50)
+
+
+def test_two_instances_double_master(start_lab: StartLab) -> None:
+    """keepalived's classic active/active: VI_1 mastered by one daemon, VI_2 by the other,
+    both instances of a daemon sharing its advert socket."""
+    aport = udp_free_port()
+    a, b = "127.0.0.11", "127.0.0.12"
+
+    def two(src: str, peer: str, p1: int, p2: int) -> str:
+        one = conf(p1, src, [peer])
+        other = conf(p2, src, [peer]).split("vrrp_instance", 1)[1] \
+            .replace("VI_1", "VI_2").replace("virtual_router_id 51", "virtual_router_id 52") \
+            .replace("127.0.0.88/8", "127.0.0.89/8")
+        return one + "vrrp_instance" + other
+
+    lab = make_lab("vrrp-double", [
+        *nodes(),
+        vrrp_spec("vip", "node1", two(a, b, 100, 90), "{port}", aport, ["node1", "node2"]),
+        vrrp_spec("vip2", "node2", two(b, a, 90, 100), "{vip.port}", aport, ["vip"]),
+    ], entry="vip")
+    sup = start_lab(lab)
+    _, port = sup.address("vip")
+
+    def states(name: str) -> dict[str, str]:
+        try:
+            data = json.loads((Path(sup.run_dir) / name / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {k: v["state"] for k, v in data["instances"].items()}
+
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and (
+            states("vip") != {"VI_1": "MASTER", "VI_2": "BACKUP"}
+            or states("vip2") != {"VI_1": "BACKUP", "VI_2": "MASTER"}):
+        time.sleep(0.05)
+    assert states("vip") == {"VI_1": "MASTER", "VI_2": "BACKUP"}, sup.tail("vip")
+    assert states("vip2") == {"VI_1": "BACKUP", "VI_2": "MASTER"}, sup.tail("vip2")
+    with VipPoller("127.0.0.88", port) as p1, VipPoller("127.0.0.89", port) as p2:
+        assert p1.wait_ok(3) and p2.wait_ok(3)
+        assert p1.samples[-1][2] == "node1" and p2.samples[-1][2] == "node2"
