@@ -110,7 +110,7 @@ def load(addr: tuple[str, int], stop: threading.Event, out: list[tuple[int, str]
 
 
 @pytest.fixture
-def lab(start_lab, tmp_path):  # type: ignore[no-untyped-def]
+def lab(start_lab, tmp_path):
     ports = free_ports(2)
     sup = start_lab(make_lab("lb-ops", [nginx_spec("nginx", members_conf(ports), echo=True),
                                          pylb_spec("lb", lb_conf(ports), after=["nginx"])]))
@@ -133,7 +133,7 @@ def test_reload_under_load_drops_nothing_and_keeps_drain(lab) -> None:
             conf.write_text(lb_conf(lab.member_ports, keepalive_timeout=f"{60 + i}s",
                                     listen=str(addr[1])))
             lab.kill("lb", signal.SIGHUP)
-            assert wait_until(lambda m=mark: len(results) > m + 150, 15)  # type: ignore[misc]
+            assert wait_until(lambda m=mark: len(results) > m + 150, 15)
     finally:
         stop.set()
         for t in threads:
