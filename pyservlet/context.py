@@ -126,9 +126,13 @@ class Context:
             # SessionError (503 max active, store down with fail_closed, lock timeout...) or
             # any manager exception that says its status
             status = getattr(exc, "http_status", None)
-            if not isinstance(status, int):
-                raise
-            resp = Response(status, f"{exc}\n", "text/plain")
+            if isinstance(status, int):
+                resp = Response(status, f"{exc}\n", "text/plain")
+            else:
+                # answered here, not by the connector, so the session is still committed
+                # (and released: its in-use count must not leak)
+                log.exception("unhandled error for %s %s", request.method, request.target)
+                resp = Response(500, "Internal Server Error\n", "text/plain")
         try:
             cookie = await binding.end()
         except Exception as exc:

@@ -223,3 +223,35 @@ def test_max_active_sessions_answers_503() -> None:
     r = call(node, "GET", "/api/session")
     assert r.status == 503 and b"too many active sessions" in r.body
     assert call(node, "GET", "/api/hello").status == 200   # no session needed: served
+
+
+def test_node_valves_wrap_every_context_and_errors_release_the_session() -> None:
+    from pyservlet.api import HttpServlet
+    from pyservlet.filters import Filter
+
+    seen: list[str] = []
+
+    class AccessLog(Filter):
+        async def do_filter(self, request: Request, chain):
+            response = await chain(request)
+            seen.append(f"{request.method} {request.path} {response.status}")
+            return response
+
+    class Boom(HttpServlet):
+        async def do_get(self, request: Request) -> Response:
+            request.get_session(True)
+            raise ZeroDivisionError("bug in the app")
+
+    node = build_node(NodeConfig.default("n1"))
+    node.add_valve(AccessLog())
+    root = next(c for c in node.contexts if c.path == "/")
+    root.add_servlet("/boom", Boom())
+    call(node, "GET", "/api/hello")
+    call(node, "GET", "/test/")
+    r = call(node, "GET", "/boom")
+    assert r.status == 500 and seen == ["GET /api/hello 200", "GET /test/ 200",
+                                        "GET /boom 500"]
+    m = root.manager
+    assert all(s.in_use == 0 for s in m.sessions.values())  # type: ignore[attr-defined]
+    assert call(node, "GET", "/-/health").status == 200       # health is not logged
+    assert len(seen) == 3
