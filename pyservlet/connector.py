@@ -1,9 +1,10 @@
 """The HTTP/1.1 connector: an asyncio.Protocol on the shared httptools codec.
 
 Requests on one connection are handled strictly in order (pipelining-safe); a response head
-and body go out in one `transport.write`. Keep-alive idle connections close after
-`keepalive_timeout` (Tomcat's connectionTimeout, 20 s) — checked by one connector-wide timer
-every second instead of a timer per request. A client that does not read its responses is
+and body go out in one `transport.write`. Keep-alive idle connections, and clients that stop
+sending in the middle of a request, are closed after `keepalive_timeout` without data
+(Tomcat's connectionTimeout, 20 s) — checked by one connector-wide timer every second instead
+of a timer per request. A client that does not read its responses is
 not fed more: reading pauses while the transport is over its write buffer limit. A graceful
 stop closes the listener, finishes in-flight (and already received) requests, then closes
 idle connections.
@@ -89,6 +90,7 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self._last = self.loop.time()
         try:
             events = self.parser.feed(data)
         except HttpError as exc:
@@ -168,7 +170,10 @@ class HttpConnection(asyncio.Protocol):
         return not self._busy and not self._queue and self._head is None
 
     def idle_since(self) -> float | None:
-        return self._last if self.idle else None
+        """When this connection last did something, unless a request is being handled.
+        A half-sent request counts as idle too (slow clients are closed, like Tomcat's
+        connectionTimeout), measured from the last bytes received."""
+        return self._last if not self._busy and not self._queue else None
 
 
 class HttpConnector:

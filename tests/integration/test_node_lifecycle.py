@@ -209,3 +209,31 @@ keys = ["{key}"]
     # over 4 KB: refused with a clear error, the session is unchanged
     big = b.post(probe, {"set": {"blob": "x" * 5000}})
     assert big.status == 400 and "4096-byte limit" in big.json()["error"]
+
+
+def test_idle_and_half_sent_requests_are_closed_after_the_timeout(start_lab: StartLab) -> None:
+    config = """
+[[connector]]
+listen = "127.0.0.1:0"
+keepalive_timeout = 1
+"""
+    sup = start_lab(make_lab("node-timeout", [node_spec(config)]))
+    host, port = sup.address("node1")
+
+    def closed_within(s: socket.socket, limit: float) -> float | None:
+        start = time.monotonic()
+        s.settimeout(limit)
+        try:
+            while s.recv(65536):
+                pass
+        except TimeoutError:
+            return None
+        return time.monotonic() - start
+
+    with socket.create_connection((host, port), timeout=5) as idle:
+        idle.sendall(b"GET /api/hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        took = closed_within(idle, 5)
+        assert took is not None and took >= 0.5
+    with socket.create_connection((host, port), timeout=5) as slow:
+        slow.sendall(b"GET /api/hello HTTP/1.1\r\nHost: x\r\n")   # never finishes the head
+        assert closed_within(slow, 5) is not None
