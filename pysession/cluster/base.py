@@ -233,7 +233,8 @@ class ReplicatedManager(Manager):
         d.update({"members": [m.route for m in self.members()], "rebound": self.rebound,
                   "receiver": f"{self.service.channel.host}:{self.service.channel.port}",
                   "send_failures": self.send_failures,
-                  "frames_rejected": self.service.codec.rejected + self.service.rejected_hb})
+                  "frames_rejected": self.service.codec.rejected,
+                  "heartbeats_rejected": self.service.rejected_hb})
         return d
 
     @staticmethod
