@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     async def serve(stop: StopSignal) -> int:
-        from pyvrrp.daemon import Daemon, Options
+        from pyvrrp.daemon import Daemon, Options, StartError
 
         kc = config.load(args.use_file)
         for w in kc.warnings:
@@ -102,8 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         daemon = Daemon(kc, opts)
         try:
             await daemon.start()
+        except StartError as err:
+            print(f"pyvrrp: {describe_oserror(err.exc, err.where)}", file=sys.stderr)
+            await daemon.stop()
+            return 1
         except OSError as exc:
             print(f"pyvrrp: {describe_oserror(exc, 'starting')}", file=sys.stderr)
+            await daemon.stop()
             return 1
         first = daemon.instances[0]
         vips = first.cfg.virtual_ipaddress

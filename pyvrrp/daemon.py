@@ -118,6 +118,12 @@ class InstanceRuntime:
         self._vip_queue: list[bool] = []
         self.transitions: list[tuple[float, str]] = []
 
+    @property
+    def where(self) -> str:
+        if isinstance(self.transport, LoopbackTransport):
+            return (f"{self.cfg.name}: adverts on udp {self.primary_ip}:{self.opts.advert_port}")
+        return f"{self.cfg.name}: VRRP on {self.cfg.interface} from {self.primary_ip}"
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, runners: dict[str, ScriptRunner]) -> None:
         for ref in self.cfg.track_script:
@@ -141,6 +147,9 @@ class InstanceRuntime:
 
     async def stop(self) -> None:
         """Priority 0 first (backups take over after Skew), then let go of the VIP."""
+        if self.router.state == State.INIT:  # never started (a socket failed): nothing to undo
+            self.transport.close()
+            return
         self._apply(self.router.shutdown(self.loop.time()))
         if self._timer:
             self._timer.cancel()
@@ -255,6 +264,15 @@ class InstanceRuntime:
                 "vips": [va.cidr for va in self.cfg.virtual_ipaddress]}
 
 
+class StartError(Exception):
+    """An instance could not open its sockets: the OSError and what it was opening."""
+
+    def __init__(self, exc: OSError, where: str) -> None:
+        super().__init__(where)
+        self.exc = exc
+        self.where = where
+
+
 class Daemon:
     """All instances of one config, their script runners and the state file."""
 
@@ -272,7 +290,10 @@ class Daemon:
         for cfg in chosen:
             rt = InstanceRuntime(cfg, self.kc, self.opts, self.write_state)
             self.instances.append(rt)
-            await rt.start(self.runners)
+            try:
+                await rt.start(self.runners)
+            except OSError as exc:
+                raise StartError(exc, rt.where) from exc
         for r in self.runners.values():
             r.start()
         self.write_state()
