@@ -56,14 +56,15 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"
 NON_IDEMPOTENT_MAX_IDLE = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_QUEUED = 16  # pipelined requests buffered before we stop reading the client
+SWEEP_INTERVAL = 0.1  # read-timeout granularity
 
 
 class Exchange:
     """One request in flight to one upstream connection; relays the response to the client."""
 
-    __slots__ = ("body_bytes", "chunked_out", "client", "done", "extra", "head_only",
-                 "head_written", "keep_client", "status", "timer", "upgrade", "upgraded",
-                 "upstream_keep")
+    __slots__ = ("body_bytes", "chunked_out", "client", "conn", "done", "extra", "head_only",
+                 "head_written", "keep_client", "out", "read_timeout", "status", "upgrade",
+                 "upgraded", "upstream_keep")
 
     def __init__(self, client: ClientConnection, keep_client: bool, head_only: bool,
                  upgrade: bool, extra: list[tuple[bytes, bytes]]) -> None:
@@ -79,7 +80,9 @@ class Exchange:
         self.upgraded = False
         self.status = 0
         self.body_bytes = 0
-        self.timer: asyncio.TimerHandle | None = None
+        self.out: list[bytes] = []  # coalesced: one client write per upstream read
+        self.conn: UpstreamConnection | None = None
+        self.read_timeout = 60.0
 
     def on_head(self, h: ResponseHead) -> None:
         status = h.status
@@ -87,7 +90,7 @@ class Exchange:
             return  # 100 Continue and friends: the body was already sent whole
         self.status = status
         if status == 101:
-            self.client.write(encode_response_head(101, h.headers, h.reason or None))
+            self.out.append(encode_response_head(101, h.headers, h.reason or None))
             self.head_written = True
             return
         conn_tokens = _connection_tokens(h.get(b"connection"))
@@ -103,17 +106,24 @@ class Exchange:
                 self.keep_client = False
         if not self.keep_client:
             hs.append((b"Connection", b"close"))
-        self.client.write(encode_response_head(status, hs, h.reason or None))
+        self.out.append(encode_response_head(status, hs, h.reason or None))
         self.head_written = True
 
     def on_body(self, data: bytes) -> None:
         self.body_bytes += len(data)
-        self.client.write(encode_chunk(data) if self.chunked_out else data)
+        self.out.append(encode_chunk(data) if self.chunked_out else data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.client.write(out[0] if len(out) == 1 else b"".join(out))
+            self.out = []
 
     def on_end(self, keep: bool) -> None:
         self.upstream_keep = keep
         if self.chunked_out:
-            self.client.write(LAST_CHUNK)
+            self.out.append(LAST_CHUNK)
+        self.flush()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -121,7 +131,8 @@ class Exchange:
         self.upgraded = True
         self.upstream_keep = False
         if data:
-            self.client.write(data)
+            self.out.append(data)
+        self.flush()
         if not self.done.done():
             self.done.set_result(None)
 
@@ -129,20 +140,6 @@ class Exchange:
         if not self.done.done():
             self.done.set_exception(exc)
 
-    def watch(self, conn: UpstreamConnection, timeout: float) -> None:
-        """nginx `proxy_read_timeout`: the longest gap between two reads from the member."""
-        loop = asyncio.get_running_loop()
-
-        def check() -> None:
-            idle = loop.time() - conn.last_read
-            if self.done.done():
-                return
-            if idle >= timeout:
-                self.done.set_exception(UpstreamTimeout())
-            else:
-                self.timer = loop.call_later(timeout - idle, check)
-
-        self.timer = loop.call_later(timeout, check)
 
 
 def _connection_tokens(value: bytes | None) -> frozenset[bytes]:
@@ -159,7 +156,8 @@ def _pack_addr(addr: str) -> bytes:
 
 
 class ClientConnection(asyncio.Protocol):
-    __slots__ = ("_body", "_body_size", "_busy", "_head", "_queue", "_timer", "_timer_kind",
+    __slots__ = ("_body", "_body_size", "_busy", "_deadline", "_head", "_packed", "_queue",
+                 "_timer", "_timer_kind",
                  "closing", "http11", "paused", "peer", "parser", "pending_tunnel", "proxy",
                  "reading_paused", "served", "transport", "tunnel", "upstream")
 
@@ -175,6 +173,8 @@ class ClientConnection(asyncio.Protocol):
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = ""
+        self._deadline = 0.0
+        self._packed: bytes | None = None
         self.closing = False
         self.http11 = True
         self.served = 0
@@ -196,6 +196,9 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.proxy.clients.discard(self)
         self._cancel_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.transport = None
         up = self.upstream or self.tunnel
         if up is not None:
@@ -292,25 +295,47 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     def _arm(self, kind: str, timeout: float) -> None:
-        self._cancel_timer()
-        if timeout > 0:
-            self._timer_kind = kind
-            self._timer = asyncio.get_running_loop().call_later(timeout, self._timeout)
+        """Set the one deadline this connection has (header, body or keep-alive idle).
+
+        One timer per connection, re-armed lazily: moving the deadline later costs no new
+        timer, so the per-request path does not create and cancel timer handles.
+        """
+        if timeout <= 0:
+            self._cancel_timer()
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._timer_kind = kind
+        self._deadline = deadline
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._timeout)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = 0.0
         self._timer_kind = ""
 
     def _timeout(self) -> None:
-        kind = self._timer_kind
         self._timer = None
-        self._timer_kind = ""
+        if not self._deadline or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._timeout)
+            return
+        kind = self._timer_kind
+        self._cancel_timer()
         if kind == "body":  # nginx client_body_timeout → 408
             self._reject(408)
         else:  # header timeout or keep-alive idle: close without a response
             self.close()
+
+    def packed(self) -> bytes:
+        """The client address as 4/16 bytes (ip_hash), computed once per connection."""
+        if self._packed is None:
+            self._packed = _pack_addr(self.peer)
+        return self._packed
 
     @property
     def idle(self) -> bool:
@@ -366,7 +391,7 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and self.tunnel is None:
             if proxy.stopping and self._head is None:
                 self.close()
-            elif self._timer is None:
+            elif not self._deadline:
                 self._arm("idle", proxy.server.keepalive_timeout)
 
 
@@ -388,6 +413,8 @@ class Proxy:
         self.reuse_port = False
         self.access = AccessLog(cfg.server.access_log, cfg.server.access_log_format)
         self.groups: dict[str, UpstreamGroup] = {}
+        self.inflight: set[Exchange] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         self.apply_config(cfg)
 
     def apply_config(self, cfg: LbConfig) -> None:
@@ -476,7 +503,8 @@ class Proxy:
         bal = group.balancer
         sticky = group.sticky
         self.stats.requests += 1
-        pick = Pick(client=_pack_addr(client.peer))
+        inflight = self.inflight
+        pick = Pick(client=client.packed() if bal.wants_client else b"")
         inserted = None
         if sticky is not None:
             cookies = [v for k, v in head.headers if k.lower() == b"cookie"]
@@ -544,7 +572,9 @@ class Proxy:
                 conn.start(ex, data, head_only, loop.time())
                 if client.paused and conn.transport is not None:
                     conn.transport.pause_reading()
-                ex.watch(conn, group.cfg.read_timeout)
+                ex.conn = conn
+                ex.read_timeout = group.cfg.read_timeout
+                inflight.add(ex)
                 await ex.done
             except (UpstreamGone, UpstreamTimeout, HttpError) as exc:
                 conn.close()
@@ -570,8 +600,7 @@ class Proxy:
             finally:
                 peer.conns -= 1
                 client.upstream = None
-                if ex.timer is not None:
-                    ex.timer.cancel()
+                inflight.discard(ex)
             bal.report(peer, True, loop.time())
             self.access.log(client, head, ex.status, ex.body_bytes, started, peer)
             if ex.upgraded:
@@ -586,7 +615,21 @@ class Proxy:
 
     async def start(self, reuse_port: bool = False) -> list[tuple[str, int]]:
         self.reuse_port = reuse_port
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return await self.bind(self.server.listen)
+
+    async def _sweep(self) -> None:
+        """nginx `proxy_read_timeout` for every exchange in flight: the longest gap between
+        two reads from the member. One periodic task instead of a timer per request."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = loop.time()
+            for ex in list(self.inflight):
+                conn = ex.conn
+                if conn is not None and now - conn.last_read >= ex.read_timeout \
+                        and not ex.done.done():
+                    ex.done.set_exception(UpstreamTimeout())
 
     async def bind(self, addrs: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Listen on `addrs`, keeping sockets that are already open (SIGHUP reload)."""
@@ -624,4 +667,6 @@ class Proxy:
             c.close()
         for g in self.groups.values():
             g.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self.access.close()

@@ -41,6 +41,7 @@ class Sink(Protocol):
     def on_end(self, keep: bool) -> None: ...
     def on_upgrade(self, data: bytes) -> None: ...
     def on_lost(self, exc: BaseException) -> None: ...
+    def flush(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -127,6 +128,7 @@ class UpstreamConnection(asyncio.Protocol):
             elif isinstance(ev, Upgrade):
                 self.sink = None
                 sink.on_upgrade(ev.data)
+        sink.flush()
 
     def close(self) -> None:
         self.alive = False

@@ -116,6 +116,8 @@ class Balancer(abc.ABC):
 
     #: methods like ip_hash refuse backup peers at config time (nginx does too)
     allows_backup = True
+    #: whether `Pick.client` (the packed client address) is needed
+    wants_client = False
 
     def __init__(self, peers: Sequence[Peer]) -> None:
         self.primary = [p for p in peers if not p.backup]

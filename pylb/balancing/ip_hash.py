@@ -31,6 +31,7 @@ def ip_hash_step(h: int, addr: bytes) -> int:
 
 class IpHash(Balancer):
     allows_backup = False
+    wants_client = True
 
     def select_primary(self, pick: Pick, now: float) -> Peer | None:
         addr = hash_bytes(pick.client)

@@ -1,0 +1,130 @@
+"""`python -m benchmarks proxy`: pylb, nginx and HAProxy side by side, same backend, same load.
+
+Backend: one nginx worker answering `return 200 "ok"` (a static responder, never the
+bottleneck we measure). Fronts, each one process / one worker, keep-alive pools to the backend:
+nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`) and pylb
+(uvloop). Load: wrk, 2 threads, 64 keep-alive connections, `--duration` seconds per run.
+Then pylb with `--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the
+backend's address, distinct names, so only the balancer's bookkeeping grows).
+
+The machine is shared (2 cores for wrk, the front and the backend): read ratios from the same
+run, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.load import BenchError, ratio, wrk_run
+from pylab.supervisor import Supervisor, free_port
+from pylab.topology import Lab, ProcessSpec
+
+CONNECTIONS = 64
+THREADS = 2
+
+
+def _nginx_conf(body: str) -> str:
+    prefix = "{rundir}/{name}"
+    temps = "".join(f"  {t}_temp_path {prefix}/{t}_temp;\n"
+                    for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"worker_processes 1;\nerror_log {prefix}/error.log error;\n"
+            f"pid {prefix}/nginx.pid;\nevents {{ worker_connections 8192; }}\n"
+            f"http {{\n  access_log off;\n{temps}{body}\n}}\n")
+
+
+def _nginx(name: str, body: str, after: list[str] | None = None) -> ProcessSpec:
+    return ProcessSpec(name, "command", ["/usr/sbin/nginx", "-p", "{rundir}/{name}", "-c",
+                                         "{file:nginx.conf}", "-g", "daemon off; user root;"],
+                       ready="tcp", after=after or [], files={"nginx.conf": _nginx_conf(body)})
+
+
+def _pylb(name: str, members: int, backend: int, port: int | None = None,
+          workers: int = 1) -> ProcessSpec:
+    ms = ",\n".join(f'  {{ name = "m{i}", address = "127.0.0.1:{backend}" }}'
+                    for i in range(members))
+    listen = str(port) if port else "{port}"
+    toml = (f'[server]\nlisten = ["127.0.0.1:{listen}"]\nkeepalive_requests = 1000000\n'
+            f'[upstream.app]\nkeepalive = 64\nmembers = [\n{ms}\n]\n')
+    args = ["serve", "-c", "{file:lb.toml}", "--log-level", "warning"]
+    if workers > 1:
+        args += ["--workers", str(workers), "--run-dir", "{rundir}/{name}/run"]
+    return ProcessSpec(name, "pylb", args, files={"lb.toml": toml}, after=["backend"])
+
+
+def _haproxy(backend: int) -> ProcessSpec:
+    cfg = ("global\n  nbthread 1\n  maxconn 8192\n"
+           "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n"
+           "  timeout server 60s\n  http-reuse always\n"
+           "frontend f\n  bind 127.0.0.1:{port}\n  default_backend b\n"
+           f"backend b\n  server s1 127.0.0.1:{backend}\n")
+    return ProcessSpec("haproxy", "command", ["/usr/sbin/haproxy", "-db", "-f",
+                                              "{file:haproxy.cfg}"],
+                       ready="tcp", after=["backend"], files={"haproxy.cfg": cfg})
+
+
+def _keys(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "requests", "errors")}
+
+
+def _measure(sup: Supervisor, name: str, duration: float, port: int | None = None) -> dict[
+        str, Any]:
+    url = f"http://127.0.0.1:{port}/" if port else sup.url(name, "/")
+    wrk_run(url, 1, CONNECTIONS, THREADS)  # warm-up: pools filled, code paths hot
+    return _keys(wrk_run(url, duration, CONNECTIONS, THREADS))
+
+
+def run(duration: float) -> dict[str, Any]:
+    if not shutil.which("wrk") or not Path("/usr/sbin/nginx").exists():
+        raise BenchError("needs wrk and nginx")
+    backend = free_port()
+    back = _nginx("backend", f"  server {{ listen 127.0.0.1:{backend} backlog=4096; "
+                  "keepalive_requests 1000000; location / { return 200 \"ok\"; } }\n")
+    back.port = backend
+    # the supervisor picks ports for processes; readiness uses that port, so the backend
+    # answers on both (its own {port} and the fixed one the fronts point at)
+    back.files["nginx.conf"] = back.files["nginx.conf"].replace(
+        "backlog=4096;", "backlog=4096; listen 127.0.0.1:{port};")
+    front_nginx = _nginx("nginx", f"  upstream b {{ server 127.0.0.1:{backend}; keepalive 64; }}\n"
+                         "  server { listen 127.0.0.1:{port}; keepalive_requests 1000000; "
+                         "location / { proxy_pass http://b; proxy_http_version 1.1; "
+                         "proxy_set_header Connection \"\"; } }\n", after=["backend"])
+    w2_port = free_port()
+    procs = [back, front_nginx, _pylb("pylb", 2, backend), _pylb("pylb_w2", 2, backend,
+                                                                  w2_port, workers=2)]
+    have_haproxy = Path("/usr/sbin/haproxy").exists()
+    if have_haproxy:
+        procs.append(_haproxy(backend))
+    curve_ns = (2, 10, 100, 1000)
+    procs += [_pylb(f"pylb_{n}", n, backend) for n in curve_ns]
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+        sup = Supervisor(Lab("bench-proxy", "proxies side by side", "pylb", procs, "<bench>"),
+                         Path(tmp) / "run", free_ports=True)
+        try:
+            sup.up()
+            result["backend_direct"] = _measure(sup, "backend", duration / 2)
+            result["nginx"] = _measure(sup, "nginx", duration)
+            result["pylb"] = _measure(sup, "pylb", duration)
+            result["haproxy"] = _measure(sup, "haproxy", duration) if have_haproxy else None
+            result["pylb_workers2"] = _measure(sup, "pylb_w2", duration, w2_port)
+            curve_d = max(duration / 2, 2)
+            result["members_curve"] = {str(n): _measure(sup, f"pylb_{n}", curve_d)["rps"]
+                                       for n in curve_ns}
+        finally:
+            sup.down(timeout=5)
+    nginx_rps = result["nginx"]["rps"]
+    result["ratio"] = {
+        "pylb_over_nginx_rps": ratio(result["pylb"]["rps"], nginx_rps),
+        "pylb_over_nginx_p99": ratio(result["pylb"]["p99_ms"], result["nginx"]["p99_ms"]),
+        "pylb_workers2_over_nginx_rps": ratio(result["pylb_workers2"]["rps"], nginx_rps),
+        "pylb_over_haproxy_rps": ratio(result["pylb"]["rps"],
+                                       result["haproxy"]["rps"] if result["haproxy"] else None),
+        "members_1000_over_2": ratio(result["members_curve"]["1000"],
+                                     result["members_curve"]["2"]),
+    }
+    result["setup"] = (f"wrk -t{THREADS} -c{CONNECTIONS} keep-alive; backend nginx return 200 "
+                       "(1 worker); fronts 1 process each; shared 2-core machine")
+    return result
