@@ -33,7 +33,7 @@ from pycommon.lifecycle import (
     parse_ready_line,
     run_daemon,
 )
-from pylab.dashboard.state import LabView
+from pylab.dashboard.state import LabView, place_session
 from pylab.dashboard.tracer import Tracer
 from pylab.supervisor import Supervisor, SupervisorError, _die_with_parent
 
@@ -94,14 +94,11 @@ async def index(request: web.Request) -> web.Response:
 async def api_state(request: web.Request) -> web.Response:
     app = request.app
     snap = await app[VIEW].snapshot(app[HTTP])
-    backups: dict[str, str] = {}
-    for p in snap["processes"]:
-        # hook for BackupManager / DeltaManager (issue 5): a node whose health JSON lists
-        # `backup_ids` holds the backup copy of those sessions.
-        for sid in (p.get("health") or {}).get("backup_ids") or []:
-            backups[str(sid)] = p["name"]
     snap["busy"] = app[BUSY].copy()
-    snap["trace"] = app[TRACER].view(backups)
+    snap["trace"] = app[TRACER].view()
+    for v in snap["trace"]["visitors"]:
+        if v["session_id"]:
+            v.update(place_session(v["session_id"], snap["processes"]))
     return web.json_response(snap)
 
 

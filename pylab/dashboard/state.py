@@ -121,6 +121,50 @@ def display_state(proc: ProcessState) -> str:
     return proc.state
 
 
+def manager_view(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The session manager of the node's root context, from its health JSON
+    (`{"contexts": {"/": {"kind", "active", ...stats}}}`), cut to what the page shows."""
+    contexts = (health or {}).get("contexts")
+    if not isinstance(contexts, dict) or not contexts:
+        return None
+    stats = contexts.get("/") or next(iter(contexts.values()))
+    if not isinstance(stats, dict):
+        return None
+    keep = ("kind", "active", "send", "mode", "members", "primary", "proxies")
+    return {k: stats[k] for k in keep if k in stats}
+
+
+def place_session(sid: str, processes: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Where copies of session `sid` live, as far as the outside can tell.
+
+    Exact when a node's health lists `backup_ids` (the hook for replicating managers);
+    otherwise from the home node's manager kind: DeltaManager copies every session to every
+    member; BackupManager keeps one backup on one of the others; memcached-session-manager
+    names its store node in the id (`-n1`); the redis manager keeps it in redis.
+    """
+    parts = parse_session_id(sid)
+    home = parts["route"]
+    nodes = {p["name"]: p for p in processes if p["kind"] == "pynode"}
+    exact = [n for n, p in nodes.items()
+             if sid in ((p.get("health") or {}).get("backup_ids") or [])]
+    store = f"memcached {parts['store']}" if parts["store"] else None
+    home_row = nodes.get(home or "")
+    kind = ((home_row or {}).get("manager") or {}).get("kind")
+    if kind is None:  # the home node is down: ask any node running the same lab
+        kind = next((p["manager"]["kind"] for p in nodes.values() if p.get("manager")), None)
+    others = [n for n, p in nodes.items() if n != home and p["state"] == "running"]
+    backup: str | None = None
+    if exact:
+        backup = ", ".join(exact)
+    elif kind == "delta":
+        backup = ", ".join(others) or None
+    elif kind == "backup":
+        backup = f"one of {', '.join(others)}" if others else None
+    if kind == "redis":
+        store = "redis"
+    return {"backup": backup, "store": store}
+
+
 class LabView:
     """Builds `/api/state` snapshots of the lab whose state lives in `run_dir`."""
 
@@ -195,6 +239,7 @@ class LabView:
                 "exit_code": p.exit_code}
             if p.kind == "pynode":
                 count = node_requests.get(p.name)
+                row["manager"] = manager_view(h)
                 row["requests"] = count
                 row["sessions"] = h.get("sessions") if h else None
                 row["route"] = (h or {}).get("node") or p.ready_info.get("route")

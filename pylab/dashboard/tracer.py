@@ -39,11 +39,11 @@ class Visitor:
     lost: int = 0
     moved: int = 0
 
-    def view(self, backups: dict[str, str]) -> dict[str, Any]:
+    def view(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("cookies")
         d["cookie_names"] = sorted(self.cookies)
-        d["backup"] = backups.get(self.session_id or "")
+        d["backup"] = None  # filled by the app from the lab's state (state.place_session)
         return d
 
 
@@ -81,9 +81,9 @@ class Tracer:
         self.records.clear()
         self.visitors = {"alice": Visitor("alice")}
 
-    def view(self, backups: dict[str, str] | None = None) -> dict[str, Any]:
+    def view(self) -> dict[str, Any]:
         return {"records": [asdict(r) for r in reversed(self.records)],
-                "visitors": [v.view(backups or {}) for v in self.visitors.values()]}
+                "visitors": [v.view() for v in self.visitors.values()]}
 
     async def probe(self, http: aiohttp.ClientSession, base_url: str, visitor_name: str,
                     via: list[str]) -> TraceRecord:

@@ -39,15 +39,24 @@ def start_dashboard(start_lab: StartLab, lab: Supervisor) -> str:
     return dash.url("dashboard")
 
 
+DashboardOn = Callable[[str], tuple[Supervisor, str]]
+
+
 @pytest.fixture
-def basic_dashboard(start_lab: StartLab) -> Iterator[tuple[Supervisor, str]]:
-    """Lab `basic` and a dashboard on it. At teardown the lab is stopped through its state
-    file too: a process the dashboard restarted is the dashboard's child, not ours."""
-    lab = start_lab("basic")
-    base = start_dashboard(start_lab, lab)
-    yield lab, base
-    with contextlib.suppress(SupervisorError):
-        Supervisor.attach(lab.run_dir).down(timeout=5)
+def dashboard_on(start_lab: StartLab) -> Iterator[DashboardOn]:
+    """`dashboard_on("basic")` → (lab, dashboard URL). At teardown each lab is also stopped
+    through its state file: a process the dashboard restarted is its child, not ours."""
+    labs: list[Supervisor] = []
+
+    def start(name: str) -> tuple[Supervisor, str]:
+        lab = start_lab(name)
+        labs.append(lab)
+        return lab, start_dashboard(start_lab, lab)
+
+    yield start
+    for lab in labs:
+        with contextlib.suppress(SupervisorError):
+            Supervisor.attach(lab.run_dir).down(timeout=5)
 
 
 def state_of(lab: Supervisor, name: str) -> str:
@@ -90,9 +99,8 @@ def token_of(base: str) -> str:
     return m.group(1)
 
 
-def test_state_tracer_and_actions_over_the_api(
-        basic_dashboard: tuple[Supervisor, str]) -> None:
-    lab, base = basic_dashboard
+def test_state_tracer_and_actions_over_the_api(dashboard_on: DashboardOn) -> None:
+    lab, base = dashboard_on("basic")
     token = token_of(base)
     hdr = {"X-CSRF-Token": token, "Content-Type": "application/json"}
 
@@ -109,15 +117,20 @@ def test_state_tracer_and_actions_over_the_api(
     _, state = call(base + "api/state")
     records = state["trace"]["records"]
     assert [r["seq"] for r in records] == [4, 3, 2, 1]
-    assert {r["node"] for r in records} == {"node1", "node2"}
+    assert {r["node"] for r in records} == {"node1", "node2"}  # round robin, no stickiness
     assert all(r["path"][:2] == ["client", "lb"] and r["status"] == 200 for r in records)
+    # basic replicates (DeltaManager): one session, counting on both nodes (the id's route
+    # may follow the node that answered: JvmRouteBinderValve)
     assert records[-1]["outcome"] == "new session"
-    assert "LOST" in records[0]["outcome"]  # basic shares nothing: the other node forgets
+    assert all(r["outcome"].startswith("kept") for r in records[:-1]), records
+    assert [r["value"] for r in records] == [4, 3, 2, 1]
     procs = {p["name"]: p for p in state["processes"]}
     assert procs["node1"]["requests"] == 2 and procs["node2"]["requests"] == 2
+    assert procs["node1"]["manager"]["kind"] == "delta"
     alice = state["trace"]["visitors"][0]
-    assert alice["name"] == "alice" and alice["home"] == alice["last_node"]
-    assert alice["session_id"].endswith("." + alice["home"])
+    assert alice["name"] == "alice" and alice["home"] in ("node1", "node2")
+    assert alice["session_id"].endswith("." + alice["home"]) and alice["lost"] == 0
+    assert alice["backup"] == ("node2" if alice["home"] == "node1" else "node1")
 
     # guards: no token, wrong origin, wrong Host
     assert call(base + "api/process/node1/kill", "POST", {})[0] == 403
@@ -129,6 +142,9 @@ def test_state_tracer_and_actions_over_the_api(
 
     status, answer = call(base + "api/process/node1/kill", "POST", {}, hdr)
     assert status == 200 and "SIGKILL" in answer["message"]
+    deadline = time.monotonic() + 5
+    while lab.is_alive("node1") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not lab.is_alive("node1")
     _, state = call(base + "api/state")
     assert {p["name"]: p["state"] for p in state["processes"]}["node1"] == "killed"
@@ -143,6 +159,18 @@ def test_state_tracer_and_actions_over_the_api(
     assert state_of(lab, "node1") == "running"
 
 
+def test_tracer_sees_a_lost_session(start_lab: StartLab) -> None:
+    """rr-no-sharing: the other node does not know the session; the tracer says LOST."""
+    lab = start_lab("rr-no-sharing")
+    base = start_dashboard(start_lab, lab)
+    call(base + "api/trace", "POST", {"count": 3},
+         {"X-CSRF-Token": token_of(base), "Content-Type": "application/json"})
+    _, state = call(base + "api/state")
+    outcomes = [r["outcome"] for r in state["trace"]["records"]]
+    assert outcomes[-1] == "new session" and all(o.startswith("LOST") for o in outcomes[:-1])
+    assert state["trace"]["visitors"][0]["lost"] == 2
+
+
 def test_dashboard_with_no_lab_running(start_lab: StartLab, tmp_path: Path) -> None:
     empty = Supervisor(make_lab("none", [ProcessSpec("x", "command")]), tmp_path / "empty")
     base = start_dashboard(start_lab, empty)
@@ -153,15 +181,16 @@ def test_dashboard_with_no_lab_running(start_lab: StartLab, tmp_path: Path) -> N
     assert status == 409 and "no lab" in answer["error"]
 
 
-def test_browser_kills_node1_from_the_dashboard(basic_dashboard: tuple[Supervisor, str],
-                                                tmp_path: Path) -> None:
-    """Headless Chromium opens the dashboard of lab `basic`, traces requests, clicks kill on
-    node1, sees its state turn to killed and the tracer's requests all answered by node2, then
-    restarts it with the button. Saves screenshots under the test's tmp dir."""
+def test_browser_kills_node1_and_the_session_survives(dashboard_on: DashboardOn,
+                                                      tmp_path: Path) -> None:
+    """Headless Chromium opens the dashboard of lab `delta-replication`, traces a visitor's
+    requests (sticky to node1), clicks kill on node1, sees node1 killed and the session carry
+    on elsewhere with every hit, then restarts node1 with its button. Saves screenshots under
+    the test's tmp dir."""
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (./run test installs Debian's chromium)")
-    lab, base = basic_dashboard
+    lab, base = dashboard_on("delta-replication")
     expect = sync_api.expect
     expect.set_options(timeout=20_000)
     with sync_api.sync_playwright() as pw:
@@ -170,25 +199,35 @@ def test_browser_kills_node1_from_the_dashboard(basic_dashboard: tuple[Superviso
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(base)
-            expect(page.get_by_test_id("lab")).to_have_text("basic")
-            expect(page.get_by_test_id("state-node1")).to_have_text("running")
-            expect(page.get_by_test_id("state-node2")).to_have_text("running")
+            expect(page.get_by_test_id("lab")).to_have_text("delta-replication")
+            for n in ("node1", "node2", "node3"):
+                expect(page.get_by_test_id(f"state-{n}")).to_have_text("running")
 
             page.get_by_test_id("send10").click()
-            expect(page.get_by_test_id("trace-row")).to_have_count(10)
+            rows = page.get_by_test_id("trace-row")
+            expect(rows).to_have_count(10)
+            alice = page.get_by_test_id("session-alice").locator("td")
+            # columns: visitor, id, home, backup, store, last node, hits, requests, lost
+            expect(alice).to_have_text([
+                "alice", re.compile(r"[0-9A-F]{32}\.node1"), "node1", "node2, node3", "\u2013",
+                "node1", "10", "10", "0"])  # a fresh pylb's first pick is node1, then sticky
             page.screenshot(path=str(tmp_path / "dashboard-before-kill.png"), full_page=True)
 
             page.get_by_test_id("kill-node1").click()
             expect(page.get_by_test_id("state-node1")).to_have_text("killed")
             expect(page.get_by_test_id("message")).to_contain_text("SIGKILL to node1")
-            assert not lab.is_alive("node1")
+            assert state_of(lab, "node1") == "killed"
 
-            page.get_by_test_id("newvisitor").click()
             page.get_by_test_id("send10").click()
-            expect(page.get_by_test_id("trace-row")).to_have_count(21)
-            rows = page.get_by_test_id("trace-row")
-            latest = [rows.nth(i).inner_text() for i in range(11)]
-            assert all("lb → node2" in r and "\t200\t" in r for r in latest), latest
+            expect(rows).to_have_count(20)
+            latest = [rows.nth(i).inner_text() for i in range(10)]
+            assert all("\t200\t" in r and "node1" not in r.split("\t")[3] for r in latest), \
+                latest
+            assert all("\tkept" in r for r in latest), latest  # never LOST
+            hits = [int(r.split("\t")[6]) for r in reversed(latest)]
+            assert hits == list(range(11, 21)), hits  # every increment survived
+            expect(alice.nth(6)).to_have_text("20")
+            expect(alice.nth(8)).to_have_text("0")  # lost: none
             page.screenshot(path=str(tmp_path / "dashboard-node1-killed.png"), full_page=True)
 
             page.get_by_test_id("restart-node1").click()

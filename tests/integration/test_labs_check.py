@@ -41,4 +41,4 @@ def test_pylab_check(lab: str, tmp_path: Path) -> None:
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "[FAIL]" not in out and "result: PASS" in out, out
-    assert out.count("[PASS]") >= 3, out  # a story worth the name checks several things
+    assert out.count("[PASS]") >= 2, out  # a story checks a before and an after

@@ -90,6 +90,13 @@ function renderProcesses(state) {
     const m = [];
     if (p.kind === "pynode") {
       m.push("requests " + fmt(p.requests), fmt(p.rps, " req/s"), "sessions " + fmt(p.sessions));
+      if (p.manager) {
+        const g = p.manager;
+        let t = "manager " + g.kind + (g.send ? " (" + g.send + ")" : "") + (g.mode ? " (" + g.mode + ")" : "");
+        if (g.primary !== undefined) t += " · primary " + g.primary + " · proxies " + fmt(g.proxies);
+        if (g.members) t += " · members " + (g.members.length ? g.members.join(", ") : "none");
+        m.push(t);
+      }
     } else if (p.kind === "pylb") {
       m.push("requests " + fmt(p.requests), fmt(p.rps, " req/s"));
       if (p.holds_vip) m.push("holds the VIP");
