@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         connectors = [HttpConnector(node.handle, c.host, c.port,
                                     Limits(max_body_size=c.max_body_size), c.keepalive_timeout)
                       for c in cfg.connectors]
+        # Managers first (reload saved sessions, join the cluster), then the connectors, as
+        # Tomcat starts contexts before connectors: no request meets a half-started manager.
+        await node.start()
         bound: list[tuple[str, int]] = []
         for conn, c in zip(connectors, cfg.connectors, strict=True):
             try:
@@ -101,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 for started in connectors[:len(bound)]:
                     await started.stop(0)
+                await node.stop()  # saves again what start() reloaded
                 return 1
-        await node.start()
         host, port = bound[0]
         log.info("node %s listening on %s", cfg.route,
                  ", ".join(f"{h}:{p}" for h, p in bound))
