@@ -152,6 +152,11 @@ class Request:
 _JSON = json.JSONEncoder(default=str)
 
 
+def _check_header(name: str, value: str) -> None:
+    if "\r" in name or "\n" in name or "\r" in value or "\n" in value or ":" in name:
+        raise ValueError(f"header {name!r}: CR, LF (and ':' in the name) are not allowed")
+
+
 class Response:
     __slots__ = ("body", "cookies", "headers", "reason", "status")
 
@@ -168,6 +173,8 @@ class Response:
         return cls(status, _JSON.encode(data), "application/json")
 
     def set_header(self, name: str, value: str) -> None:
+        """Replace header `name`; CR/LF in a name or value is refused (response splitting)."""
+        _check_header(name, value)
         n = name.lower()
         self.headers = [(k, v) for k, v in self.headers if k.lower() != n]
         self.headers.append((name, value))
@@ -175,6 +182,9 @@ class Response:
     def add_cookie(self, name: str, value: str, path: str = "/", http_only: bool = True,
                    secure: bool = False, same_site: str | None = None,
                    max_age: int | None = None) -> None:
+        _check_header(name, value + path + (same_site or ""))
+        if any(c in name for c in "=;, \t"):
+            raise ValueError(f"bad cookie name {name!r}")
         parts = [f"{name}={value}", f"Path={path}"]
         if max_age is not None:
             parts.append(f"Max-Age={max_age}")

@@ -255,3 +255,15 @@ def test_node_valves_wrap_every_context_and_errors_release_the_session() -> None
     assert all(s.in_use == 0 for s in m.sessions.values())  # type: ignore[attr-defined]
     assert call(node, "GET", "/-/health").status == 200       # health is not logged
     assert len(seen) == 3
+
+
+def test_response_splitting_is_refused() -> None:
+    r = Response()
+    with pytest.raises(ValueError):
+        r.set_header("X-A", "1\r\nSet-Cookie: evil=1")
+    with pytest.raises(ValueError):
+        r.add_cookie("a", "b\r\nX: y")
+    with pytest.raises(ValueError):
+        r.add_cookie("a;b", "c")
+    r.add_cookie("theme", "dark", "/shop", same_site="Lax")
+    assert r.cookies == ["theme=dark; Path=/shop; HttpOnly; SameSite=Lax"]
