@@ -46,7 +46,7 @@ from pysession.managers.memcached_core import (
 )
 from pysession.session import DEFAULT_MAX_INACTIVE, Session
 from pysession.store import StoreError
-from pysession.stores.health import SessionUnavailable
+from pysession.stores.health import SessionConflict, SessionUnavailable
 from pysession.stores.memcached import MemcachedNode, MemcachedStore, parse_nodes
 
 if TYPE_CHECKING:
@@ -403,7 +403,7 @@ class MemcachedSessionManager(StandardManager):
             if old_key and old_key != key:
                 old_node = node_of(old_key)
                 if old_node in self.ring and self.ring.usable(old_node or "", now):
-                    self._spawn(self._quiet(old_node or "", now, "delete", old_key))
+                    await self._quiet(old_node or "", now, "delete", old_key)
             return
         s.notes[N_UNSAVED] = True
         if self.fail_closed and not self.backup_async:
@@ -430,6 +430,8 @@ class MemcachedSessionManager(StandardManager):
                     s.id)], ttl)
             else:
                 await self._call(node, now, "set_many", items, ttl)
+        except SessionConflict:
+            raise
         except StoreError:
             s.notes[N_UNSAVED] = True
             if self.fail_closed:
@@ -466,9 +468,9 @@ class MemcachedSessionManager(StandardManager):
             mine = s.attributes
             theirs = current.attributes
             for name in s.dirty | {k for k in mine if mine.get(k) != loaded.get(k)}:
-                if theirs.get(name) != loaded.get(name) and theirs.get(name) != mine.get(name):
+                if theirs.get(name) != loaded.get(name):  # both changed it: no safe merge
                     self.counters["conflicts"] += 1
-                    raise SessionUnavailable(
+                    raise SessionConflict(
                         f"session attribute {name!r} was changed by a concurrent request; "
                         "this request's change was not saved, try again")
             merged = dict(theirs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from pysession.manager import SessionLimitExceeded
+from pysession.store import StoreError
 
 log = logging.getLogger("pysession.stores")
 
@@ -17,7 +18,17 @@ log = logging.getLogger("pysession.stores")
 class SessionUnavailable(SessionLimitExceeded):
     """The session cannot be served safely right now (store down with `fail_closed`, lock not
     obtained within its bounded wait). pynode answers 503 with this text: it is a subclass of
-    SessionLimitExceeded because that is the exception the node already maps to 503."""
+    SessionLimitExceeded because that is the exception the node already maps to 503; raised
+    at commit time, `http_status` says the same to the node's commit error path."""
+
+    http_status = 503
+
+
+class SessionConflict(StoreError):
+    """A save would overwrite an attribute another request changed meanwhile. Nothing was
+    written; pynode answers 409 and the client may retry."""
+
+    http_status = 409
 
 
 class Health:

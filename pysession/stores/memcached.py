@@ -121,7 +121,14 @@ class MemcachedStore(Store):
 
     async def keys(self) -> list[str]:
         """Every key, through `lru_crawler metadump all` (memcached >= 1.4.31)."""
-        raw = await self._run(self.client.raw_command, "lru_crawler metadump all", "END\r\n")
+        for _ in range(40):  # the crawler may be busy with its own background pass
+            raw = await self._run(self.client.raw_command, "lru_crawler metadump all",
+                                  "END\r\n")
+            if not raw.startswith(b"BUSY"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise StoreError(f"memcached {self.host}:{self.port}: lru crawler stays busy")
         out = []
         for line in raw.decode("ascii", "replace").splitlines():
             if line.startswith("key="):

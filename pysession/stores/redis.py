@@ -33,6 +33,9 @@ from redis.exceptions import RedisError
 from pycommon.config import parse_hostport
 from pycommon.wire import DEFAULT_POLICY, TypePolicy
 from pysession.store import Store, StoreError
+from pysession.stores.health import SessionConflict
+
+__all__ = ["RedisSettings", "RedisStore", "SessionConflict", "SessionGone"]
 
 META = "__meta"
 ATTR = "a:"
@@ -75,10 +78,6 @@ _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-class SessionConflict(StoreError):
-    """A save would overwrite an attribute another request changed meanwhile."""
 
 
 class SessionGone(StoreError):

@@ -195,3 +195,53 @@ def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:
             await closed.stop(time.time())
 
     asyncio.run(go())
+
+
+def test_unlocked_auto_requests_merge_or_refuse(memcached_pair: Stores) -> None:
+    """lock_mode auto: GETs go unlocked and save with cas; a concurrent write to another
+    attribute is merged, one to the same attribute is refused (409), never lost."""
+    from pysession.binding import CookieSettings, SessionBinding
+    from pysession.manager import RequestInfo
+    from pysession.stores.health import SessionConflict
+
+    async def go() -> None:
+        a = manager(memcached_pair, "node1", sticky=False, lock_mode="auto")
+        b = manager(memcached_pair, "node2", sticky=False, lock_mode="auto")
+        try:
+            s, _ = await request(a, None, incr)
+            sid = s.id
+
+            def bind(m: MemcachedSessionManager, path: str = "/read") -> SessionBinding:
+                return SessionBinding(m, CookieSettings(), time.time,
+                                      RequestInfo("GET", path, ""), sid)
+
+            x, y = bind(a), bind(b)
+            await x.begin()
+            await y.begin()
+            sx, sy = x.get(), y.get()
+            assert sx is not None and sy is not None
+            sx.set_attribute("k", "x")
+            sy.set_attribute("j", "y")
+            await x.end()
+            await y.end()  # cas fails, merged: both attributes kept
+            s, _ = await request(a, sid)
+            assert s.get_attribute("k") == "x" and s.get_attribute("j") == "y"
+            assert b.counters["merges"] == 1
+            assert "/read" in a._writers  # learned: the next GET /read takes the lock
+            x, y = bind(a, "/other"), bind(b, "/other")
+            await x.begin()
+            await y.begin()
+            sx, sy = x.get(), y.get()
+            assert sx is not None and sy is not None
+            incr(sx)
+            incr(sy)
+            await x.end()
+            with pytest.raises(SessionConflict):
+                await y.end()
+            s, _ = await request(a, sid)
+            assert s.get_attribute("n") == 2
+        finally:
+            await a.stop(time.time())
+            await b.stop(time.time())
+
+    asyncio.run(go())
