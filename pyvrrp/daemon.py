@@ -129,7 +129,7 @@ class InstanceRuntime:
         for ref in self.cfg.track_script:
             script = self.kc.scripts[ref.name]
             t = Tracked(ref.name, script.weight if ref.weight is None else ref.weight,
-                        Hysteresis(script.rise, script.fall))
+                        Hysteresis(script.rise, script.fall, ok=None))
             self.tracked.append(t)
             runners[ref.name].listeners.append((self, t))
         for ref in self.cfg.track_interface:
@@ -143,7 +143,13 @@ class InstanceRuntime:
         if isinstance(self.vip, RealVip):
             self.vip.clear_stale()
         await self.transport.open(self._received)
-        self._apply(self.router.start(self.loop.time()))
+        if self._scripts_known():
+            self._apply(self.router.start(self.loop.time()))
+        else:
+            log.info("(%s) waiting for the first result of its track scripts", self.cfg.name)
+
+    def _scripts_known(self) -> bool:
+        return all(t.state.ok is not None for t in self.tracked)
 
     async def stop(self) -> None:
         """Priority 0 first (backups take over after Skew), then let go of the VIP."""
@@ -185,6 +191,8 @@ class InstanceRuntime:
         now = self.loop.time()
         acts = self.router.set_weight(now, total_weight(self.tracked))
         acts += self.router.set_fault(now, t.name, t.faulted)
+        if self.router.state == State.INIT and self._scripts_known():
+            acts += self.router.start(now)
         self._apply(acts)
         if self.on_state is not None:
             self.on_state()  # the priority may have moved without a transition

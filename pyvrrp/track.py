@@ -2,7 +2,9 @@
 
 keepalived semantics:
   * a script result counts as OK after `rise` consecutive successes and KO after `fall`
-    consecutive failures; it starts OK (keepalived's default, `init_fail` not supported);
+    consecutive failures; before its first run it is unknown and the first result decides
+    at once (keepalived's `result = rise - 1` start: "one success is enough"), and the
+    instance waits in INIT for it (keepalived: FAULT (init)); `init_fail` is not supported;
   * weight 0: KO puts the instance in FAULT;
   * weight > 0: the weight is added to the priority while OK;
   * weight < 0: the weight is subtracted from the priority while KO.
@@ -20,10 +22,13 @@ class Hysteresis:
 
     rise: int = 1
     fall: int = 1
-    ok: bool = True
+    ok: bool | None = True   # None: not run yet — the first result decides at once
     _streak: int = 0
 
     def record(self, success: bool) -> bool | None:
+        if self.ok is None:
+            self.ok = success
+            return success
         if success == self.ok:
             self._streak = 0
             return None
@@ -46,13 +51,13 @@ class Tracked:
     def contribution(self) -> int:
         if self.weight > 0 and self.state.ok:
             return self.weight
-        if self.weight < 0 and not self.state.ok:
+        if self.weight < 0 and self.state.ok is False:
             return self.weight
         return 0
 
     @property
     def faulted(self) -> bool:
-        return self.weight == 0 and not self.state.ok
+        return self.weight == 0 and self.state.ok is False
 
 
 def total_weight(items: list[Tracked]) -> int:

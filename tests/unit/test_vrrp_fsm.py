@@ -190,3 +190,15 @@ def test_fault_at_start_and_recovery() -> None:
     assert states(r.start(0.0)) == [State.FAULT] and r.deadline is None
     assert states(r.set_fault(2.0, "eth0", False)) == [State.BACKUP]
     assert r.deadline == pytest.approx(5.6484375, abs=EPS)
+
+
+def test_script_first_result_decides_at_once() -> None:
+    """keepalived starts scripts at `rise - 1`: the first result counts, whatever rise/fall."""
+    h = Hysteresis(rise=3, fall=3, ok=None)
+    assert h.record(False) is False
+    t = Tracked("chk", 0, h)
+    assert t.faulted and t.contribution == 0
+    assert Tracked("chk", -10, Hysteresis(ok=None)).contribution == 0  # unknown: no weight
+    r = router(100)
+    r.set_fault(0.0, "chk", t.faulted)                # the instance waited in INIT for it
+    assert states(r.start(0.05)) == [State.FAULT]
