@@ -91,6 +91,25 @@ class Request:
                     parse_cookie_header(v.decode("latin-1"), c)
         return c
 
+    def cookie_values(self, name: str) -> list[str]:
+        """Every value of cookie `name`, in the order sent (browsers send the most specific
+        path first)."""
+        out: list[str] = []
+        for k, v in self._raw_headers:
+            if len(k) == 6 and k.lower() == b"cookie":
+                for part in v.decode("latin-1").split(";"):
+                    n, eq, val = part.partition("=")
+                    if eq and n.strip() == name:
+                        out.append(val.strip().strip('"'))
+        return out
+
+    def cookie_count(self, name: str) -> int:
+        """How many times `name=` appears in the Cookie headers (cheap; may over-count a
+        cookie whose name ends with `name`, never under-count)."""
+        needle = name.encode("latin-1") + b"="
+        return sum(v.count(needle) for k, v in self._raw_headers
+                   if len(k) == 6 and k.lower() == b"cookie")
+
     def header(self, name: str, default: str | None = None) -> str | None:
         n = name.lower()
         for k, v in self.headers:

@@ -23,6 +23,10 @@
     type = "standard"
     max_active_sessions = -1
 
+    [[valve]]                       # node-wide filters (Tomcat's engine valves)
+    class = "pyservlet.valves:AccessLogValve"
+    init = { format = "json" }
+
     [cluster]                       # raw table handed to cluster managers (issue 5)
 
 Without a config file pynode serves the built-in `demo` webapp at `/` and `seed003` at
@@ -48,7 +52,14 @@ _CONNECTOR_KEYS = {"listen", "protocol", "keepalive_timeout", "max_body_size"}
 _CONTEXT_KEYS = {"path", "webapp", "docbase", "distributable", "session_timeout",
                  "cookie_name", "cookie_secure", "cookie_same_site", "cookie_http_only",
                  "manager"}
-_TOP_KEYS = {"node", "connector", "context", "cluster"}
+_TOP_KEYS = {"node", "connector", "context", "cluster", "valve"}
+
+
+@dataclass
+class ValveConfig:
+    cls: str
+    init: dict[str, Any]
+    nth: int = 0
 
 
 @dataclass
@@ -81,6 +92,7 @@ class NodeConfig:
     connectors: list[ConnectorConfig] = field(default_factory=lambda: [ConnectorConfig()])
     contexts: list[ContextConfig] = field(default_factory=list)
     cluster: dict[str, Any] = field(default_factory=dict)
+    valves: list[ValveConfig] = field(default_factory=list)
     source: TomlSource | None = None
 
     @classmethod
@@ -207,6 +219,19 @@ def parse_node_config(src: TomlSource) -> NodeConfig:
         cfg.contexts.append(cx)
     if not cfg.contexts:
         cfg.contexts = NodeConfig.default(cfg.route).contexts
+
+    valves = d.get("valve", [])
+    if not isinstance(valves, list):
+        raise src.error("use [[valve]] (an array of tables)", "valve")
+    for i, v in enumerate(valves):
+        _check_keys(src, v, {"class", "init"}, "valve", i)
+        cls = v.get("class")
+        if not isinstance(cls, str) or ":" not in cls:
+            raise src.error("class: expected \"module:Class\"", "class", "valve", i, cls)
+        init = v.get("init", {})
+        if not isinstance(init, dict):
+            raise src.error("init: expected a table", "init", "valve", i)
+        cfg.valves.append(ValveConfig(cls, init, i))
 
     cluster = d.get("cluster", {})
     if not isinstance(cluster, dict):

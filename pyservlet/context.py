@@ -108,9 +108,13 @@ class Context:
         rel = request.path[len(self.path):] if self.path != "/" else request.path
         rel = rel or "/"
         request.servlet_path = rel
+        presented = self.requested_session_id(request)
+        alternatives: list[str] = []
+        if request.session_id_from_cookie and request.cookie_count(self.cookie.name) > 1:
+            alternatives = request.cookie_values(self.cookie.name)[1:]
         binding = SessionBinding(self.manager, self.cookie, self.clock,
                                  RequestInfo(request.method, request.path, request.remote_addr),
-                                 self.requested_session_id(request))
+                                 presented, alternatives)
         request._binding = binding
         try:
             await binding.begin()

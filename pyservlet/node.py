@@ -9,13 +9,16 @@ pysession's registry (so a config error names file and line), then servlets are 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+from pycommon.config import ConfigError
 from pyservlet.api import Request, Response
-from pyservlet.config import NodeConfig
+from pyservlet.config import NodeConfig, ValveConfig
 from pyservlet.context import Context
 from pyservlet.filters import Filter, Next, compose
 from pyservlet.webapp import deploy, load_descriptor, locate
@@ -120,4 +123,29 @@ def build_node(cfg: NodeConfig, clock: Callable[[], float] = time.time) -> Node:
                       cookie_name=cx.cookie_name if cx.cookie_name != "JSESSIONID" else None,
                       cookie_http_only=cx.cookie_http_only, route=cfg.route)
         node.add_context(deploy(spec, ctx))
+    for vc in cfg.valves:
+        node.add_valve(_load_valve(cfg, vc))
     return node
+
+
+def _load_valve(cfg: NodeConfig, vc: ValveConfig) -> Filter:
+    def err(msg: str) -> ConfigError:
+        if cfg.source is None:
+            return ConfigError(msg, "<node>", 0, vc.cls)
+        return cfg.source.error(msg, "class", "valve", vc.nth, vc.cls)
+
+    mod_name, _, attr = vc.cls.partition(":")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise err(f"class: cannot load {vc.cls!r}: {exc}") from None
+    valve = obj()
+    if not isinstance(valve, Filter):
+        raise err("class: a valve must subclass pyservlet.filters.Filter")
+    try:
+        valve.init(vc.init, None)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise err(f"init: {exc}") from None
+    return valve

@@ -14,7 +14,7 @@ the same request makes a new one (the login pattern: invalidate, then getSession
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pysession.manager import Manager, RequestInfo, SetCookie
@@ -57,16 +57,20 @@ class CookieSettings:
 
 
 class SessionBinding:
-    __slots__ = ("_done", "_found", "clock", "cookie", "info", "manager", "presented",
-                 "session")
+    __slots__ = ("_done", "_found", "alternatives", "clock", "cookie", "info", "manager",
+                 "presented", "session")
 
     def __init__(self, manager: Manager, cookie: CookieSettings, clock: Callable[[], float],
-                 info: RequestInfo, presented: str | None) -> None:
+                 info: RequestInfo, presented: str | None,
+                 alternatives: Sequence[str] = ()) -> None:
+        """`alternatives`: further ids the client sent (several session cookies of the same
+        name, e.g. from an outer context path); as Tomcat does, the first valid one wins."""
         self.manager = manager
         self.cookie = cookie
         self.clock = clock
         self.info = info
         self.presented = presented or None
+        self.alternatives = alternatives
         self.session: Session | None = None
         self._found: Session | None = None
         self._done: list[Session] = []  # sessions invalidated earlier in this request
@@ -75,6 +79,13 @@ class SessionBinding:
         if self.presented is None:
             return
         s = await self.manager.begin_request(self.presented, self.clock(), self.info)
+        if s is None:
+            for alt in self.alternatives:
+                if alt and alt != self.presented:
+                    s = await self.manager.begin_request(alt, self.clock(), self.info)
+                    if s is not None:
+                        self.presented = alt
+                        break
         if s is not None:
             s.in_use += 1
             self._found = self.session = s

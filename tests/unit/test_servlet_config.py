@@ -101,3 +101,30 @@ def test_webapp_descriptor_errors(tmp_path: Path) -> None:
     (tmp_path / "web.toml").write_text("[[servlet]]\nclass = '.m:S'\nurls = ['nope']\n")
     with pytest.raises(ConfigError, match=r"web.toml:3: urls"):
         load_descriptor(tmp_path)
+
+
+def test_valves_from_the_node_config(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+    import json
+    import logging
+
+    from pyservlet.api import Request
+
+    cfg = load_node_config(write(tmp_path, """
+[[valve]]
+class = "pyservlet.valves:AccessLogValve"
+init = { format = "json" }
+"""))
+    node = build_node(cfg)
+    with caplog.at_level(logging.INFO, logger="pynode.access"):
+        asyncio.run(node.handle(Request("GET", "/api/session?x=1", [])))
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["target"] == "/api/session?x=1" and line["status"] == 200
+    assert line["session"].endswith(".node1")
+    bad = write(tmp_path, '\n[[valve]]\nclass = "pyservlet.valves:Nope"\n', "bad.toml")
+    with pytest.raises(ConfigError, match=r"bad.toml:3: class: cannot load"):
+        build_node(load_node_config(bad))
+    bad2 = write(tmp_path, '[[valve]]\nclass = "pyservlet.valves:AccessLogValve"\n'
+                 'init = { format = "xml" }\n', "bad2.toml")
+    with pytest.raises(ConfigError, match=r"bad2.toml:2: init: format"):
+        build_node(load_node_config(bad2))

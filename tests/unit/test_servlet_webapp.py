@@ -267,3 +267,13 @@ def test_response_splitting_is_refused() -> None:
         r.add_cookie("a;b", "c")
     r.add_cookie("theme", "dark", "/shop", same_site="Lax")
     assert r.cookies == ["theme=dark; Path=/shop; HttpOnly; SameSite=Lax"]
+
+
+def test_first_valid_of_several_session_cookies_wins(node: Node) -> None:
+    r = call(node, "GET", "/shop/count")
+    sid = json.loads(r.body)["id"]
+    stale = "4DD0340CE6294FF2BBE802CD4CD039EC.n1"
+    r2 = call(node, "GET", "/shop/count", [("Cookie", f"JSESSIONID={stale}; x=1"),
+                                           ("Cookie", f"JSESSIONID={sid}")])
+    assert json.loads(r2.body) == {"n": 2, "id": sid, "greeting": "hi"}
+    assert r2.cookies == []                    # the valid one was presented: no new cookie
