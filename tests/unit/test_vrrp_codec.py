@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyvrrp.auth import Authenticator
 from pyvrrp.packet import (
@@ -137,3 +139,21 @@ def test_pass_auth_and_hmac() -> None:
     with pytest.raises(PacketError, match="HMAC"):
         Authenticator("HMAC", "other").open(tx.seal(msg, "127.0.0.11", 2000), "127.0.0.11",
                                            "224.0.0.18")
+
+_addr = st.integers(0, 2**32 - 1).map(lambda n: ".".join(str((n >> s) & 255)
+                                                         for s in (24, 16, 8, 0)))
+
+
+@given(version=st.sampled_from([2, 3]), vrid=st.integers(1, 255), prio=st.integers(0, 255),
+       addrs=st.lists(_addr, max_size=8), secs=st.integers(1, 255), cs=st.integers(1, 4095),
+       src=_addr, dst=_addr, password=st.text(max_size=12))
+def test_any_advert_round_trips(version: int, vrid: int, prio: int, addrs: list[str],
+                                secs: int, cs: int, src: str, dst: str, password: str) -> None:
+    if version == 2:
+        adv = Advert(2, vrid, prio, tuple(addrs), float(secs), AUTH_PASS,
+                     pass_auth_data(password))
+    else:
+        adv = Advert(3, vrid, prio, tuple(addrs), cs / 100)
+    wire = adv.encode(src, dst)
+    back = Advert.decode(wire, src, dst)
+    assert back == adv and back.encode(src, dst) == wire
