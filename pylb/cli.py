@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _health_groups(groups: dict[str, Any]) -> dict[str, Any]:
-    return {name: (g.cfg.health, g.peers) for name, g in groups.items()}
+    return {name: (g.cfg.health, g.peers, g.balancer) for name, g in groups.items()}
 
 
 def _reload_config(path: str) -> lbconfig.LbConfig | None:

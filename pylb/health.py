@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 
-from pylb.balancing import Peer
+from pylb.balancing import Balancer, Peer
 from pylb.config import HealthConfig
 
 log = logging.getLogger("pylb.health")
@@ -84,9 +84,10 @@ class HealthChecker:
         self.tasks: list[asyncio.Task[None]] = []
         self.on_change = on_change
 
-    def start(self, groups: dict[str, tuple[HealthConfig | None, list[Peer]]]) -> None:
+    def start(self, groups: dict[str, tuple[HealthConfig | None, list[Peer], Balancer]]
+              ) -> None:
         self.stop()
-        for gname, (cfg, peers) in groups.items():
+        for gname, (cfg, peers, bal) in groups.items():
             if cfg is None:
                 continue
             for p in peers:
@@ -96,9 +97,10 @@ class HealthChecker:
                     st = self.states[key] = HealthState(cfg.rise, cfg.fall, cfg.slow_start)
                 p.healthy = st.healthy
                 self.tasks.append(asyncio.get_running_loop().create_task(
-                    self._loop(gname, p, cfg, st)))
+                    self._loop(gname, p, cfg, st, bal)))
 
-    async def _loop(self, gname: str, peer: Peer, cfg: HealthConfig, st: HealthState) -> None:
+    async def _loop(self, gname: str, peer: Peer, cfg: HealthConfig, st: HealthState,
+                    bal: Balancer) -> None:
         loop = asyncio.get_running_loop()
         while True:
             ok = await probe(peer, cfg)
@@ -107,13 +109,16 @@ class HealthChecker:
                 peer.healthy = st.healthy
                 if st.healthy:
                     peer.fails = 0
+                bal.refresh()  # flags changed outside the balancer are announced
                 log.warning("upstream %s member %s (%s) is %s", gname, peer.name, peer.server,
                             "up again" if st.healthy else "down (health check)")
                 if self.on_change is not None:
                     self.on_change()
             cap = st.weight_cap(peer.weight, now)
-            peer.cap = cap
-            peer.effective = min(peer.effective, cap)
+            if cap != peer.cap:
+                peer.cap = cap
+                peer.effective = min(peer.effective, cap)
+                bal.refresh()
             delay = cfg.interval
             if cap < peer.weight:
                 delay = min(delay, max(cfg.slow_start / 10, 0.05))

@@ -60,8 +60,9 @@ class RuntimeState:
             if with_health:
                 for mname, ok in self.health.get(gname, {}).items():
                     p = g.by_name.get(mname)
-                    if p is not None:
+                    if p is not None and p.healthy != ok:
                         p.healthy = ok
+                        changed = True
             if changed:
                 g.balancer.refresh()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 import random
 import zlib
+from typing import Any
 
 import pytest
 
-from pylb.balancing import METHODS, Peer, Pick
+from pylb.balancing import METHODS, Balancer, Peer, Pick
 from pylb.balancing.base import DRAIN, STANDBY, STOPPED
 from pylb.balancing.hash import ConsistentHash, Hash, ketama_points
 from pylb.balancing.ip_hash import IpHash, hash_bytes, ip_hash_step
@@ -22,10 +23,10 @@ def peers(*weights: int, backup: tuple[int, ...] = ()) -> list[Peer]:
                  backup=i in backup) for i, w in enumerate(weights)]
 
 
-def seq(bal: object, n: int, now: float = 0.0, **pick: object) -> str:
+def seq(bal: Balancer, n: int, now: float = 0.0, **pick: Any) -> str:
     out = []
     for _ in range(n):
-        p = bal.select(Pick(**pick), now)  # type: ignore[attr-defined]
+        p = bal.select(Pick(**pick), now)
         out.append(p.name if p else "-")
     return " ".join(out)
 
@@ -179,7 +180,8 @@ def test_ip_hash_vectors() -> None:
     assert ip_hash_step(89, bytes([192, 168, 1])) == 154  # 3978 → 4441 → 154
     bal = IpHash(peers(1, 1))
     # the whole /24 goes to one peer: 4040 % 2 == 0 → a
-    assert {bal.select(Pick(client=_ip(f"127.0.0.{i}")), 0).name for i in range(256)} == {"a"}
+    assert {bal.select(Pick(client=_ip(f"127.0.0.{i}")), 0).name  # type: ignore[union-attr]
+            for i in range(256)} == {"a"}
     assert bal.select(Pick(client=_ip("127.0.1.9")), 0).name == "b"  # type: ignore[union-attr]
 
 
@@ -300,3 +302,78 @@ def test_random_two_prefers_fewer_connections() -> None:
     bal2 = RandomTwo(peers(1, 1, 1), rng=random.Random(1))
     bal3 = RandomTwo(peers(1, 1, 1), rng=random.Random(1))
     assert seq(bal2, 30) == seq(bal3, 30)  # injected rng: replayable
+
+
+def _reference_wrr(weights: list[int], events: list[tuple[str, int]]) -> list[int]:
+    """Plain nginx smooth WRR with failures/downs, no fast path (a transcription)."""
+    cur = [0] * len(weights)
+    eff = list(weights)
+    down = [False] * len(weights)
+    out = []
+    for kind, arg in events:
+        if kind == "pick":
+            best, total = None, 0
+            for i, w in enumerate(weights):
+                if down[i]:
+                    continue
+                cur[i] += eff[i]
+                total += eff[i]
+                if eff[i] < w:
+                    eff[i] += 1
+                if best is None or cur[i] > cur[best]:
+                    best = i
+            if best is None:
+                out.append(-1)
+                continue
+            cur[best] -= total
+            out.append(best)
+        elif kind == "fail":  # max_fails=1: effective drops by weight, the peer is out
+            eff[arg] = max(eff[arg] - weights[arg], 0)
+            down[arg] = True
+        elif kind == "down":
+            down[arg] = True
+        elif kind == "up":
+            down[arg] = False
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_equal_weight_fast_path_matches_plain_walk(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.choice([2, 3, 7, 50])
+    w = rng.choice([1, 2])
+    weights = [w] * n
+    ps = [Peer(f"p{i}", "h", i, w, max_fails=1, fail_timeout=1e9) for i in range(n)]
+    bal = RoundRobin(ps)
+    events: list[tuple[str, int]] = []
+    got = []
+    for _ in range(600):
+        r = rng.random()
+        if r < 0.01:
+            i = rng.randrange(n)
+            events.append(("fail", i))
+            bal.report(ps[i], False, 0.0)
+        elif r < 0.015:
+            i = rng.randrange(n)
+            events.append(("down", i))
+            ps[i].down = True
+            bal.refresh()  # flags changed outside the balancer are announced
+        elif r < 0.03:
+            i = rng.randrange(n)
+            events.append(("up", i))
+            ps[i].down = False
+            ps[i].fails = 0
+            bal.refresh()
+        else:
+            events.append(("pick", 0))
+            p = bal.select(Pick(), 0.0)
+            got.append(p.index if p else -1)
+    assert got == _reference_wrr(weights, events)
+
+
+def test_fast_path_engages_for_large_equal_groups() -> None:
+    ps = [Peer(f"p{i}", "h", i) for i in range(1000)]
+    bal = RoundRobin(ps)
+    names = [bal.select(Pick(), 0.0).index for _ in range(3000)]  # type: ignore[union-attr]
+    assert names == list(range(1000)) * 3
+    assert bal.fast

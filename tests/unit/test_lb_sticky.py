@@ -92,7 +92,8 @@ def test_inserted_cookie_httpd_recipe_and_haproxy_options() -> None:
     assert d.peer is ps[1] and d.set_cookie is None  # valid cookie: not re-inserted
     ps[1].down = True
     d = st.choose(bal, Pick(route=route), 0.0, inserted=ins)
-    assert d.peer is not ps[1] and d.set_cookie is not None  # failover re-issues it
+    assert d.peer is not None and d.peer is not ps[1]
+    assert d.set_cookie is not None  # failover re-issues it
     assert d.set_cookie.startswith(b"ROUTEID=." + (d.peer.route or "").encode())
     haproxy = Sticky(StickyConfig(cookie=None, insert="SERVERID", prefix=""), ps)
     assert haproxy.set_cookie(ps[2]) == b"SERVERID=node3; Path=/"
