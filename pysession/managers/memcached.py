@@ -93,7 +93,8 @@ class MemcachedSessionManager(StandardManager):
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._bg: set[asyncio.Task[Any]] = set()
         self.counters = {"loads": 0, "saves": 0, "skipped": 0, "relocated": 0,
-                         "lock_timeouts": 0, "merges": 0, "conflicts": 0, "degraded": 0}
+                         "lock_timeouts": 0, "merges": 0, "conflicts": 0, "degraded": 0,
+                         "round_trips": 0}
 
     # -- sans-IO core ---------------------------------------------------------------------
     def new_id(self) -> str:
@@ -163,6 +164,7 @@ class MemcachedSessionManager(StandardManager):
     async def _call(self, node: str, now: float, op: str, *args: Any) -> Any:
         """Run one store operation on `node`, keeping its health; raises StoreError."""
         store = self.stores[node]
+        self.counters["round_trips"] += 1
         try:
             r = await getattr(store, op)(*args)
         except StoreError as exc:

@@ -75,7 +75,7 @@ class RedisSessionManager(StandardManager):
         self.fail_closed = fail_closed
         self.health = Health(store.label, retry)
         self.counters = {"loads": 0, "saves": 0, "conflicts": 0, "lock_timeouts": 0,
-                         "degraded": 0, "fields_written": 0}
+                         "degraded": 0, "fields_written": 0, "round_trips": 0}
 
     # -- sans-IO: record <-> fields --------------------------------------------------------
     def meta_bytes(self, s: Session) -> bytes:
@@ -119,6 +119,7 @@ class RedisSessionManager(StandardManager):
 
     # -- IO helpers ---------------------------------------------------------------------------
     async def _io(self, coro: Any, now: float) -> Any:
+        self.counters["round_trips"] += 1
         try:
             r = await coro
         except (SessionConflict, SessionGone):
