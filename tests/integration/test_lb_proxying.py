@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import struct
 import time
@@ -89,6 +90,7 @@ upstream = "app"
 client_max_body_size = "1k"
 keepalive_requests = 3
 client_header_timeout = "400ms"
+access_log = "access.log"
 set_headers = {{ Host = "$host", X-Real-IP = "$remote_addr", \
 X-Forwarded-For = "$proxy_add_x_forwarded_for", X-Forwarded-Proto = "$scheme" }}
 
@@ -327,3 +329,18 @@ def test_websocket_upgrade_pass_through(lab) -> None:
         assert data == f"echo:{word}".encode()
     s.sendall(bytes([0x88, 0x82]) + b"\0\0\0\0" + struct.pack("!H", 1000))
     assert closed(s, 5)
+
+
+def test_access_log_combined(lab) -> None:
+    get(lab.address("lb"), "/logged?x=1", headers={"User-Agent": "probe/1.0",
+                                                   "Referer": "http://r.test/"})
+    path = Path(lab.run_dir) / "lb" / "access.log"
+
+    def line() -> str:
+        text = path.read_text() if path.exists() else ""
+        return next((ln for ln in text.splitlines() if "/logged" in ln), "")
+
+    # buffered: flushed at most every second, and at stop; a later request triggers it
+    assert wait_until(lambda: bool(get(lab.address("lb"), "/tick") and line()), 5)
+    assert re.match(r'^127\.0\.0\.1 - - \[[^\]]+\] "GET /logged\?x=1 HTTP/1\.1" 200 \d+ '
+                    r'"http://r\.test/" "probe/1\.0"$', line()), line()
