@@ -121,6 +121,8 @@ class Membership:
 
     def alive(self) -> list[Member]:
         """Members in a stable order (oldest first)."""
+        if len(self.members) < 2:
+            return list(self.members.values())
         return sorted(self.members.values(), key=lambda m: (m.started, m.uuid))
 
     def oldest(self) -> Member | None:
