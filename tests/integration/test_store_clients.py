@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from pycommon.wire import packb
+from pylab.topology import ProcessSpec
 from pysession.store import StoreError
 from pysession.stores.memcached import MemcachedStore, parse_nodes
 from pysession.stores.redis import (
@@ -19,7 +21,8 @@ from pysession.stores.redis import (
     SessionGone,
 )
 from tests import stores_fixtures
-from tests.stores_fixtures import Stores
+from tests.conftest import make_lab
+from tests.stores_fixtures import REDIS, Stores, kill_stores, need, redis_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.interop]
 memcached_pair = stores_fixtures.memcached_pair
@@ -108,3 +111,64 @@ def test_redis_store_fields_and_conflicts(redis_server: Stores) -> None:
             await st.close()
 
     asyncio.run(go())
+
+
+def _roundtrip(st: RedisStore, sid: str) -> None:
+    """Create, read, change, conflict through whichever connection mode `st` uses."""
+    async def go() -> None:
+        meta = packb({"created": 1.0, "last_accessed": 1.0, "this_accessed": 1.0,
+                      "max_inactive": 60, "principal": None})
+        try:
+            await st.save(sid, [(META, b"", meta), (ATTR + "n", b"", packb(1))], ttl=60,
+                          creating=True)
+            await st.save(sid, [(ATTR + "n", packb(1), packb(2))], ttl=60)
+            with pytest.raises(SessionConflict):
+                await st.save(sid, [(ATTR + "n", packb(1), packb(2))], ttl=60)
+            assert (await st.load(sid) or {})[ATTR + "n"] == packb(2)
+            assert 59 <= (await st.ttl_of(sid) or 0) <= 60
+            tok = await st.lock(sid, 5)
+            assert tok
+            await st.unlock(sid, tok)
+        finally:
+            await st.close()
+
+    asyncio.run(go())
+
+
+def test_redis_sentinel_mode(start_lab: Any) -> None:
+    """A master and one sentinel watching it (quorum 1); the store asks the sentinel."""
+    need(REDIS)
+    sentinel = ProcessSpec("sentinel", "command", [REDIS, "{file:sentinel.conf}", "--sentinel"],
+                           ready="tcp", after=["master"], files={"sentinel.conf": (
+                               "port {port}\nbind {host}\n"
+                               "sentinel monitor sessions {master.host} {master.port} 1\n")})
+    sup = start_lab(make_lab("sentinel", [redis_spec("master"), sentinel]))
+    h, p = sup.address("sentinel")
+    _roundtrip(RedisStore.connect(RedisSettings(mode="sentinel", sentinels=[f"{h}:{p}"],
+                                                sentinel_master="sessions")), "S-SENT")
+    kill_stores(sup)
+
+
+def test_redis_cluster_mode(start_lab: Any) -> None:
+    """A one-node cluster owning every slot: the store speaks the cluster protocol."""
+    need(REDIS)
+    node = redis_spec("cnode")
+    node.args += ["--cluster-enabled", "yes", "--cluster-config-file", "{rundir}/nodes.conf"]
+    sup = start_lab(make_lab("cluster", [node]))
+    h, p = sup.address("cnode")
+
+    async def slots() -> None:
+        from redis.asyncio import Redis
+
+        r = Redis(host=h, port=p)
+        await r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while (await r.execute_command("CLUSTER", "INFO")).find(b"cluster_state:ok") < 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await r.aclose()
+
+    asyncio.run(slots())
+    _roundtrip(RedisStore.connect(RedisSettings(mode="cluster", cluster_nodes=[f"{h}:{p}"])),
+               "S-CLUSTER")
+    kill_stores(sup)
