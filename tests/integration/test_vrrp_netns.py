@@ -210,3 +210,29 @@ def test_real_mode_tracked_interface_fault_and_crash(start_lab: StartLab,
     assert gap >= 0.365 - 0.1 - 0.05  # it did wait for Master_Down (minus one interval)
     wait(lambda: netlab.neighbour_mac(VIP) == netlab.mac("b"), 7,
          "gratuitous ARP moves the client to b", sup)
+
+
+@needs_keepalived
+def test_equal_priority_split_brain_heals_by_ip(start_lab: StartLab, netlab: NetnsLab,
+                                                tmp_path: Path) -> None:
+    """Both priority 100, v3 0.1 s. A backup accepts an equal-priority master (RFC 5798), so
+    the tie-break only shows when both are master: cut a's link (split brain: both hold the
+    VIP), heal it, and the higher primary IP — pyvrrp on 10.99.0.12 — must keep the VIP while
+    keepalived on 10.99.0.11 yields."""
+    sup = start_lab(make_lab("vrrp-tie-ka", [keepalived_spec(netlab, "a", LB1[3],
+                                                             tmp_path / "ka")]))
+    wait(lambda: holder(netlab) == "a", 3, "keepalived master alone", sup)
+    sup2 = start_lab(make_lab("vrrp-tie-py", [pyvrrp_spec(netlab, "b", LB1[3])]))
+    wait(lambda: "Entering BACKUP STATE" in sup2.tail("pyvrrp-b", 10), 2, "pyvrrp backup")
+    time.sleep(0.5)  # bounded: > Master_Down — an equal-priority master is accepted
+    assert holder(netlab) == "a"
+
+    # split brain: take a's port off the bridge, its link stays up (a link down would put
+    # keepalived in FAULT: it tracks its own interface)
+    netlab.run("c", ["ip", "link", "set", "va", "nomaster"])
+    wait(lambda: holder(netlab) == "ab", 2, "both masters while split", sup2)
+    netlab.run("c", ["ip", "link", "set", "va", "master", "br0"])  # heal
+    wait(lambda: holder(netlab) == "b", 3, "keepalived (lower IP) yields to pyvrrp", sup)
+    assert "Entering BACKUP STATE" in sup.tail("keepalived-a", 15)
+    time.sleep(0.5)  # bounded: several advert intervals — the outcome must be stable
+    assert holder(netlab) == "b"
