@@ -4,6 +4,7 @@ own cluster (its run directory is the cluster name)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from typing import Any
@@ -252,3 +253,34 @@ def test_session_lock_serialises_requests_across_nodes(start_lab: StartLab) -> N
     for t in threads:
         t.join(60)
     assert sorted(answers) == list(range(2, 42)), sorted(answers)
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_static_membership_and_graceful_leave(start_lab: StartLab) -> None:
+    """No multicast: each node sends heartbeats to the others' listed UDP addresses. A
+    graceful stop (TERM) is announced and the other node drops it at once."""
+    ports = [free_udp_port(), free_udp_port()]
+    procs = []
+    for i, port in enumerate(ports, 1):
+        other = ports[2 - i]
+        toml = node_toml("delta", send="sync-ack") + (
+            f'membership = "static"\nport = {port}\nmembers = ["127.0.0.1:{other}"]\n'
+            "drop_time = 30.0\n")      # a drop can only come from the leave announcement
+        procs.append(ProcessSpec(f"node{i}", "pynode", ["-c", "{file:node.toml}"],
+                                 files={"node.toml": toml}))
+    sup = start_lab(make_lab("static", procs, entry="node1"))
+    wait_members(sup, ["node1", "node2"], 1)
+    b = Browser()
+    sid = b.post(sup.url("node1", "/api/session"), {"set": {"k": "v"}}).json()["session_id"]
+    assert read(sup, "node2", sid)["attributes"] == {"k": "v"}
+    t0 = time.monotonic()
+    sup.kill("node2", signal.SIGTERM)
+    assert wait_until(lambda: health(sup, "node1")["members"] == [], timeout=5)
+    assert time.monotonic() - t0 < 5
