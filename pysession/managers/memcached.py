@@ -90,7 +90,7 @@ class MemcachedSessionManager(StandardManager):
         self._now = 0.0
         self._writers: set[str] = set()            # auto mode: URIs seen writing a session
         self._pending: dict[str, tuple[Session, bytes, bytes, str | None]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._drain: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self.counters = {"loads": 0, "saves": 0, "skipped": 0, "relocated": 0,
                          "lock_timeouts": 0, "merges": 0, "conflicts": 0, "degraded": 0,
@@ -368,47 +368,62 @@ class MemcachedSessionManager(StandardManager):
         else:
             await self._write_nonsticky(s, record, body, old_key, node, ttl, now)
 
-    # sticky: one ordered writer per session --------------------------------------------
+    # sticky: backups written behind the response, batched ---------------------------------
     def _enqueue(self, s: Session, record: bytes, body: bytes, old_key: str | None) -> None:
+        """Queue the session's latest bytes; one drain task writes whatever is queued with
+        one `set_many` per memcached node. A session changed again before its write went out
+        is written once, with its newest bytes (never an older one after a newer)."""
         self._pending[s.id] = (s, record, body, old_key)
-        if s.id not in self._tasks:
-            sid = s.id
-            t = asyncio.get_running_loop().create_task(self._writer(sid))
-            self._tasks[sid] = t
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_task(self._drain_pending())
 
-    async def _writer(self, sid: str) -> None:
-        try:
-            while sid in self._pending:
-                s, record, body, old_key = self._pending.pop(sid)
-                await self._write_sticky(s, record, body, old_key, self._now)
-        finally:
-            self._tasks.pop(sid, None)
+    async def _drain_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            groups: dict[tuple[str, float], list[tuple[Session, bytes, bytes, str | None]]] = {}
+            for sid, item in batch.items():
+                node = node_of(sid) or self.ring.regular[0]
+                groups.setdefault((node, item_ttl(item[0].max_inactive, True)), []).append(item)
+            for (node, ttl), items in groups.items():
+                await self._write_batch(node, ttl, items, self._now)
 
-    async def _write_sticky(self, s: Session, record: bytes, body: bytes,
-                            old_key: str | None, now: float) -> None:
-        sid = s.id
-        node = node_of(sid) or self.ring.regular[0]
-        ttl = item_ttl(s.max_inactive, True)
+    async def _write_batch(self, node: str, ttl: float,
+                           items: list[tuple[Session, bytes, bytes, str | None]], now: float
+                           ) -> bool:
+        """Write sticky backups to `node`, or relocated (`ID-next`) to the next node when it
+        fails; True when written somewhere."""
         for target in (node, self.ring.next_after(node, now)):
             if target is None:
                 break
-            key = sid if target == node else with_node(sid, target)
+            keyed = {(s.id if target == node else with_node(s.id, target)): it
+                     for it in items for s in [it[0]]}
             try:
-                await self._call(target, now, "set", key, record, ttl)
+                await self._call(target, now, "set_many", {k: it[1] for k, it in keyed.items()},
+                                 ttl)
             except StoreError:
                 continue
-            self.counters["saves"] += 1
-            s.notes[N_DIGEST] = body
-            s.notes[N_KEY] = key
-            s.notes[N_TOUCHED] = now
-            s.notes.pop(N_UNSAVED, None)
-            if old_key and old_key != key:
-                old_node = node_of(old_key)
-                if old_node in self.ring and self.ring.usable(old_node or "", now):
-                    await self._quiet(old_node or "", now, "delete", old_key)
-            return
-        s.notes[N_UNSAVED] = True
-        if self.fail_closed and not self.backup_async:
+            for key, (s, _, body, old_key) in keyed.items():
+                self.counters["saves"] += 1
+                s.notes[N_DIGEST] = body
+                s.notes[N_KEY] = key
+                s.notes[N_TOUCHED] = now
+                s.notes.pop(N_UNSAVED, None)
+                if old_key and old_key != key:
+                    old_node = node_of(old_key)
+                    if old_node in self.ring and self.ring.usable(old_node or "", now):
+                        await self._quiet(old_node or "", now, "delete", old_key)
+            return True
+        for s, *_ in items:
+            s.notes[N_UNSAVED] = True
+        return False
+
+    async def _write_sticky(self, s: Session, record: bytes, body: bytes,
+                            old_key: str | None, now: float) -> None:
+        """Synchronous backup (`session_backup_async = false`): the response waits."""
+        node = node_of(s.id) or self.ring.regular[0]
+        ok = await self._write_batch(node, item_ttl(s.max_inactive, True),
+                                     [(s, record, body, old_key)], now)
+        if not ok and self.fail_closed:
             raise SessionUnavailable("memcached is down (fail_closed): session not saved")
 
     async def _touch(self, sid: str, node: str, ttl: float, now: float) -> None:
@@ -534,7 +549,7 @@ class MemcachedSessionManager(StandardManager):
 
     async def stop(self, now: float) -> None:
         """Let queued sticky backups finish (bounded), then close the clients."""
-        tasks = list(self._tasks.values()) + list(self._bg)
+        tasks = [*([self._drain] if self._drain else []), *self._bg]
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         for st in self.stores.values():
@@ -544,7 +559,8 @@ class MemcachedSessionManager(StandardManager):
         out = super().stats()
         out.update(self.counters)
         out["mode"] = "sticky" if self.sticky else "non-sticky"
-        out["pending_backups"] = len(self._pending) + len(self._tasks) + len(self._bg)
+        draining = self._drain is not None and not self._drain.done()
+        out["pending_backups"] = len(self._pending) + int(draining) + len(self._bg)
         out["nodes"] = {i: h.stats() for i, h in self.ring.health.items()}
         return out
 
