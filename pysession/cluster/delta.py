@@ -154,6 +154,11 @@ class DeltaManager(ReplicatedManager):
                 self.expire_local(session, now)
             else:
                 self.commit(session, now)
+            deferred = session.notes.pop("deferred", None) if session.in_use <= 1 else None
+            if deferred and session.valid:
+                for m in deferred:
+                    self.counts[apply_delta(session, m["d"], self.policy)] += 1
+                    self.remember(session, str(m["d"]["o"]), m)
             if msgs:
                 await self.send(msgs, force_sync=held is not None)
         finally:
@@ -263,6 +268,11 @@ class DeltaManager(ReplicatedManager):
             return
         s = found
         if t == "delta":
+            if s.in_use > 0:
+                # a request here is between reading and writing this session: its delta
+                # must be computed against what it read, so remote ones wait for its end
+                s.notes.setdefault("deferred", []).append(msg)
+                return
             self.counts[apply_delta(s, msg["d"], self.policy)] += 1
             self.remember(s, str(msg["d"]["o"]), msg)
             if s.id != sid and s.in_use == 0:

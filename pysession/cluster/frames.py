@@ -118,7 +118,7 @@ class FrameCodec:
             body = self.aead.encrypt(self._nonce(self.epoch, self.seq), body, aad)
         env = self.policy.packb([VERSION, self.sender, self.epoch, self.seq, now,
                                  self.aead is not None, body])
-        return env + hmac.new(self.mac_key, env, hashlib.sha256).digest()
+        return env + hmac.digest(self.mac_key, env, "sha256")
 
     def frame(self, message: Any, now: float) -> bytes:
         data = self.seal(message, now)
@@ -137,7 +137,7 @@ class FrameCodec:
         if len(data) <= MAC_LEN:
             raise FrameRejected("frame too short")
         env, mac = data[:-MAC_LEN], data[-MAC_LEN:]
-        want = hmac.new(self.mac_key, env, hashlib.sha256).digest()
+        want = hmac.digest(self.mac_key, env, "sha256")
         if not hmac.compare_digest(mac, want):
             raise FrameRejected("bad MAC (wrong or missing cluster key)")
         try:

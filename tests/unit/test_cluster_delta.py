@@ -226,3 +226,20 @@ def test_survivors_relay_what_a_crashed_member_sent_to_some_of_them() -> None:
     assert copy is not None and copy.get_attribute("n") == 1
     deliver(c, relayed)                       # relayed twice: applied once
     assert copy.get_attribute("n") == 1
+
+
+def test_remote_delta_waits_for_the_local_request_using_the_session() -> None:
+    a, b = mgr("node1"), mgr("node2", jvm_route_binder=False)
+    s = a.create(0.0)
+    deliver(b, finish(a, s, 0.0))
+    copy = asyncio.run(b.begin_request(s.id, 1.0, INFO))
+    assert copy is not None
+    copy.in_use += 1                               # what SessionBinding does
+    seen = copy.get_attribute("n", 0)              # the request reads n = 0 ...
+    s.set_attribute("n", 1)
+    deliver(b, finish(a, s, 1.0))                  # ... node1's +1 arrives meanwhile ...
+    assert copy.get_attribute("n", 0) == 0         # (deferred)
+    copy.set_attribute("n", seen + 1)              # ... and the request writes 1
+    asyncio.run(b.end_request(copy, 2.0, INFO))
+    copy.in_use -= 1
+    assert copy.get_attribute("n") == 2            # both increments
