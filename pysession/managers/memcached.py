@@ -261,6 +261,9 @@ class MemcachedSessionManager(StandardManager):
         if node_of(sid) not in self.ring:
             return None  # not one of ours (no or unknown node id): never adopted
         if self.sticky:
+            if self.fail_closed and not any(self.ring.usable(i, now) for i in self.ring.ids):
+                raise SessionUnavailable("memcached is down (fail_closed): sessions cannot be "
+                                         "backed up")
             s = self.find(sid, now)
             if s is None:
                 s = self.find(with_route(sid, self.route), now)

@@ -169,13 +169,24 @@ def test_lock_timeout_answers_503(memcached_pair: Stores) -> None:
     asyncio.run(go())
 
 
+async def drained(m: MemcachedSessionManager) -> None:
+    for _ in range(300):
+        if not m.stats()["pending_backups"]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("backups still pending")
+
+
 def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:
     async def go() -> None:
         a = manager(memcached_pair, "node1", sticky=False)
         closed = manager(memcached_pair, "node2", sticky=False, fail_closed=True)
+        sticky_closed = manager(memcached_pair, "node3", fail_closed=True, backup_async=True)
         try:
             s, _ = await request(a, None, incr)
             sid = s.id
+            st, _ = await request(sticky_closed, None, incr)
+            await drained(sticky_closed)
             memcached_pair.sup.kill("n1")
             memcached_pair.sup.kill("n2")
             for _ in range(3):  # keeps serving from memory
@@ -183,6 +194,10 @@ def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:
             assert s.get_attribute("n") == 4
             with pytest.raises(SessionUnavailable):
                 await request(closed, sid, incr)
+            await request(sticky_closed, st.id, incr)  # the backup fails behind the response
+            await drained(sticky_closed)
+            with pytest.raises(SessionUnavailable):
+                await request(sticky_closed, st.id, incr)
             memcached_pair.sup.start("n1")
             memcached_pair.sup.start("n2")
             await asyncio.sleep(0.6)  # node_retry
@@ -191,8 +206,8 @@ def test_outage_memory_fallback_and_recovery(memcached_pair: Stores) -> None:
             s, _ = await request(closed, s.id, incr)  # written back: the other node sees it
             assert s.get_attribute("n") == 6
         finally:
-            await a.stop(time.time())
-            await closed.stop(time.time())
+            for m in (a, closed, sticky_closed):
+                await m.stop(time.time())
 
     asyncio.run(go())
 
