@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
                 await node.stop()  # saves again what start() reloaded
                 return 1
         host, port = bound[0]
+        for ctx in sorted(node.contexts, key=lambda c: c.path):
+            m = ctx.manager
+            log.info("context %s (%s): %s manager, timeout %s, %sdistributable", ctx.path,
+                     ctx.name, m.kind,
+                     f"{m.max_inactive // 60} min" if m.max_inactive >= 0 else "never",
+                     "" if m.distributable else "not ")
         log.info("node %s listening on %s", cfg.route,
                  ", ".join(f"{h}:{p}" for h, p in bound))
         announce_ready("pynode", host, port, route=cfg.route)
