@@ -109,6 +109,21 @@ class Session:
         """A shallow copy: mutate through set_attribute so changes are tracked."""
         return dict(self._attributes)
 
+    # -- for managers: state that came from elsewhere -------------------------------
+    def apply_attribute(self, name: str, value: Any) -> None:
+        """Set without marking dirty, without the policy check, guard or listeners: for a
+        manager applying a replicated delta or a value merged from a store."""
+        self._attributes[name] = value
+
+    def apply_removal(self, name: str) -> None:
+        """Remove without marking dirty or firing listeners (see apply_attribute)."""
+        self._attributes.pop(name, None)
+
+    @property
+    def attribute_map(self) -> dict[str, Any]:
+        """The live attribute dict, not a copy: read it, do not mutate it."""
+        return self._attributes
+
     def __contains__(self, name: str) -> bool:
         return name in self._attributes
 

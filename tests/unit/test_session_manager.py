@@ -168,3 +168,14 @@ def test_reload_of_a_corrupt_file_starts_empty(tmp_path: Path) -> None:
     m = StandardManager(save_file=f)
     asyncio.run(m.start(0.0))
     assert len(m) == 0
+
+
+def test_apply_attribute_is_clean_and_silent() -> None:
+    m = StandardManager(distributable=True)
+    rec = Recorder()
+    m.events.add(rec)
+    s = m.create(0.0)
+    s.apply_attribute("replicated", 1)
+    s.apply_removal("replicated")
+    s.apply_attribute("x", 2)
+    assert not s.is_dirty and s.attribute_map == {"x": 2} and rec.events == [("created",)]
