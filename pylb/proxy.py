@@ -57,6 +57,8 @@ NON_IDEMPOTENT_MAX_IDLE = 2.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_QUEUED = 16  # pipelined requests buffered before we stop reading the client
 SWEEP_INTERVAL = 0.1  # read-timeout granularity
+STREAM_MIN = 64 * 1024  # Content-Length bodies from this size on are streamed, not buffered
+STREAM_HIGH = 256 * 1024  # stop reading the client above this much unsent body
 
 
 class Exchange:
@@ -142,6 +144,70 @@ class Exchange:
 
 
 
+class BodyStream:
+    """A request body streamed to the member as it arrives (large Content-Length bodies).
+
+    The client socket stops being read while more than `STREAM_HIGH` bytes wait here, and
+    the pump in `Proxy.forward` waits for the member's socket to drain, so memory stays
+    bounded whatever the body size. Chunked bodies are never streamed: their size is unknown
+    up front, and an over-limit one must never reach a member.
+    """
+
+    __slots__ = ("chunks", "client", "ended", "failed", "paused", "size", "waiter")
+
+    def __init__(self, client: ClientConnection) -> None:
+        self.client = client
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.ended = False
+        self.failed = False
+        self.paused = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        t = self.client.transport
+        if self.size > STREAM_HIGH and not self.paused and t is not None:
+            t.pause_reading()
+            self.paused = True
+        self._wake()
+
+    def end(self) -> None:
+        self.ended = True
+        self._wake()
+
+    def fail(self) -> None:
+        self.failed = True
+        self._wake()
+
+    async def read(self) -> bytes | None:
+        """The next bytes of the body; None at its end. Raises ConnectionError if the
+        client went away or sent a bad body."""
+        while not self.chunks and not self.ended and not self.failed:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+            self.waiter = None
+        if self.failed:
+            raise ConnectionError("client body aborted")
+        if not self.chunks:
+            return None
+        data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        self.chunks = []
+        self.size = 0
+        t = self.client.transport
+        if self.paused and t is not None:
+            self.paused = False
+            if not self.client.reading_paused:
+                t.resume_reading()
+        return data
+
+
 def _connection_tokens(value: bytes | None) -> frozenset[bytes]:
     if not value:
         return frozenset()
@@ -159,14 +225,14 @@ class ClientConnection(asyncio.Protocol):
     __slots__ = ("_body", "_body_size", "_busy", "_deadline", "_head", "_packed", "_queue",
                  "_timer", "_timer_kind",
                  "closing", "http11", "paused", "peer", "parser", "pending_tunnel", "proxy",
-                 "reading_paused", "served", "transport", "tunnel", "upstream")
+                 "reading_paused", "served", "stream", "transport", "tunnel", "upstream")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.parser = RequestParser(proxy.limits)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
-        self._queue: deque[tuple[RequestHead | None, bytes | int]] = deque()
+        self._queue: deque[tuple[RequestHead | None, bytes | int | BodyStream]] = deque()
         self._head: RequestHead | None = None
         self._body: list[bytes] = []
         self._body_size = 0
@@ -183,6 +249,7 @@ class ClientConnection(asyncio.Protocol):
         self.upstream: UpstreamConnection | None = None  # the member streaming to us now
         self.tunnel: UpstreamConnection | None = None
         self.pending_tunnel: list[bytes] = []
+        self.stream: BodyStream | None = None  # the body being streamed right now
 
     # -- asyncio callbacks -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -200,6 +267,8 @@ class ClientConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.transport = None
+        if self.stream is not None:
+            self.stream.fail()
         up = self.upstream or self.tunnel
         if up is not None:
             up.close()
@@ -227,6 +296,11 @@ class ClientConnection(asyncio.Protocol):
             events = self.parser.feed(data)
         except HttpError as exc:
             self._handle(exc.events)
+            if self.stream is not None:  # a streamed body went bad: abort it
+                self.stream.fail()
+                self.stream = None
+                self.close()
+                return
             self._reject(exc.status)
             return
         self._handle(events)
@@ -253,22 +327,34 @@ class ClientConnection(asyncio.Protocol):
                 self._body_size = 0
                 if head.has_body:
                     self._arm("body", self.proxy.server.client_body_timeout)
+                    cl = head.content_length
+                    if cl is not None and cl >= STREAM_MIN and not head.chunked:
+                        self.stream = BodyStream(self)
+                        self._queue.append((head, self.stream))
                     expect = head.get(b"expect")
                     if expect is not None and expect.lower() == b"100-continue" and \
                             head.version == "1.1" and not self._queue and not self._busy:
                         self.write(CONTINUE)
             elif cls is Body:
                 chunk = cast(Body, ev).data
-                self._body.append(chunk)
-                self._body_size += len(chunk)
+                if self.stream is not None:
+                    self.stream.feed(chunk)
+                else:
+                    self._body.append(chunk)
+                    self._body_size += len(chunk)
                 if self._timer_kind == "body":
                     self._arm("body", self.proxy.server.client_body_timeout)
             elif cls is EndOfMessage:
                 if self._head is not None:
                     if self._timer_kind == "body":
                         self._cancel_timer()
-                    body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-                    self._queue.append((self._head, body))
+                    if self.stream is not None:
+                        self.stream.end()  # already queued when its head arrived
+                        self.stream = None
+                    else:
+                        body = self._body[0] if len(self._body) == 1 else \
+                            b"".join(self._body)
+                        self._queue.append((self._head, body))
                     self._head = None
             elif isinstance(ev, Upgrade):
                 if ev.data:
@@ -364,7 +450,7 @@ class ClientConnection(asyncio.Protocol):
             while self._queue and self.transport is not None:
                 head, body = self._queue.popleft()
                 if self.reading_paused and len(self._queue) < MAX_QUEUED // 2 and \
-                        head is not None:
+                        head is not None and (self.stream is None or not self.stream.paused):
                     self.reading_paused = False
                     self.transport.resume_reading()
                 if head is None:
@@ -377,7 +463,7 @@ class ClientConnection(asyncio.Protocol):
                 self.http11 = head.version == "1.1"
                 keep = (head.keep_alive and not proxy.stopping and
                         self.served < proxy.server.keepalive_requests)
-                keep = await proxy.forward(self, head, cast(bytes, body), keep)
+                keep = await proxy.forward(self, head, cast("bytes | BodyStream", body), keep)
                 if self.tunnel is not None:
                     return
                 if not keep:
@@ -447,7 +533,7 @@ class Proxy:
         return simple_response(status, body, keep_alive=keep, head_only=head_only)
 
     def request_bytes(self, client: ClientConnection, head: RequestHead, body: bytes,
-                      strip: bytes | None) -> bytes:
+                      strip: bytes | None, length: int | None = None) -> bytes:
         conn_tokens = _connection_tokens(head.get(b"connection"))
         set_lower = self._set_lower
         hs: list[tuple[bytes, bytes]] = []
@@ -490,12 +576,14 @@ class Proxy:
             if up is not None:
                 hs.append((b"Upgrade", up))
                 hs.append((b"Connection", b"upgrade"))
-        if body or head.method in (b"POST", b"PUT", b"PATCH"):
+        if length is not None:
+            hs.append((b"Content-Length", b"%d" % length))
+        elif body or head.method in (b"POST", b"PUT", b"PATCH"):
             hs.append((b"Content-Length", b"%d" % len(body)))
         return encode_request_head(head.method, head.target, front + hs) + body
 
-    async def forward(self, client: ClientConnection, head: RequestHead, body: bytes,
-                      keep: bool) -> bool:
+    async def forward(self, client: ClientConnection, head: RequestHead,
+                      body: bytes | BodyStream, keep: bool) -> bool:
         """Proxy one request; return whether the client connection stays open."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -563,7 +651,10 @@ class Proxy:
             else:
                 tries -= 1
             if data is None:
-                data = self.request_bytes(client, head, body, strip)
+                if isinstance(body, BodyStream):
+                    data = self.request_bytes(client, head, b"", strip, head.content_length)
+                else:
+                    data = self.request_bytes(client, head, body, strip)
             ex = Exchange(client, keep, head_only, head.upgrade, extra)
             peer.conns += 1
             peer.requests += 1
@@ -575,6 +666,9 @@ class Proxy:
                 ex.conn = conn
                 ex.read_timeout = group.cfg.read_timeout
                 inflight.add(ex)
+                if isinstance(body, BodyStream):
+                    idempotent = False  # its bytes are consumed as they go: never re-sent
+                    await self._pump(body, conn, ex)
                 await ex.done
             except (UpstreamGone, UpstreamTimeout, HttpError) as exc:
                 conn.close()
@@ -612,6 +706,18 @@ class Proxy:
         client.write(self.error_response(give_up, keep, head_only))
         self.access.log(client, head, give_up, 0, started, None)
         return keep
+
+    async def _pump(self, stream: BodyStream, conn: UpstreamConnection, ex: Exchange) -> None:
+        """Send a streamed body to the member, waiting for its socket to drain."""
+        try:
+            while not ex.done.done():
+                data = await stream.read()
+                if data is None:
+                    return
+                conn.last_read = asyncio.get_running_loop().time()  # sending is progress
+                await conn.send(data)
+        except ConnectionError:
+            conn.close()  # the client's body broke off: the member must not take half
 
     async def start(self, reuse_port: bool = False) -> list[tuple[str, int]]:
         self.reuse_port = reuse_port

@@ -45,8 +45,8 @@ class Sink(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("alive", "flow", "got_bytes", "head", "idle_since", "last_read", "on_close",
-                 "parser", "peer", "sink", "transport", "tunnel")
+    __slots__ = ("alive", "drained", "flow", "got_bytes", "head", "idle_since", "last_read",
+                 "on_close", "parser", "peer", "sink", "transport", "tunnel")
 
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
@@ -61,6 +61,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel: Callable[[bytes], None] | None = None  # set once upgraded
         self.on_close: Callable[[], None] | None = None  # tunnel: close the client too
         self.flow: asyncio.Transport | None = None  # tunnel: the client side to pause
+        self.drained: asyncio.Future[None] | None = None  # set while our writes are paused
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -68,13 +69,32 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.flow is not None:
             self.flow.pause_reading()
+        elif self.drained is None:
+            self.drained = asyncio.get_running_loop().create_future()
 
     def resume_writing(self) -> None:
         if self.flow is not None and not self.flow.is_closing():
             self.flow.resume_reading()
+        d = self.drained
+        self.drained = None
+        if d is not None and not d.done():
+            d.set_result(None)
+
+    async def send(self, data: bytes) -> None:
+        """Write and wait while the socket is above its high-water mark (streamed bodies)."""
+        if self.transport is None or not self.alive:
+            return
+        self.transport.write(data)
+        d = self.drained
+        if d is not None:
+            await d
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.alive = False
+        d = self.drained
+        self.drained = None
+        if d is not None and not d.done():
+            d.set_result(None)
         if self.on_close is not None:
             self.on_close()
         sink = self.sink

@@ -37,8 +37,17 @@ pytestmark = [pytest.mark.integration,
 BIG = "0123456789abcdef" * (4 * 1024 * 1024 // 16)  # 4 MiB
 
 WS_SERVER = '''
+import hashlib
 import sys
 from aiohttp import web
+
+async def upload(request):
+    h = hashlib.sha256()
+    n = 0
+    async for chunk in request.content.iter_chunked(65536):
+        h.update(chunk)
+        n += len(chunk)
+    return web.Response(text="%d %s" % (n, h.hexdigest()))
 
 async def ws(request):
     sock = web.WebSocketResponse()
@@ -49,6 +58,7 @@ async def ws(request):
 
 app = web.Application()
 app.router.add_get("/ws", ws)
+app.router.add_post("/upload", upload)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 '''
 
@@ -103,6 +113,7 @@ members = [
 '''
     ws_toml = '''[server]
 listen = ["127.0.0.1:{port}"]
+client_max_body_size = "64m"
 [upstream.ws]
 members = [ { address = "127.0.0.1:{ws.port}" } ]
 '''
@@ -344,3 +355,27 @@ def test_access_log_combined(lab) -> None:
     assert wait_until(lambda: bool(get(lab.address("lb"), "/tick") and line()), 5)
     assert re.match(r'^127\.0\.0\.1 - - \[[^\]]+\] "GET /logged\?x=1 HTTP/1\.1" 200 \d+ '
                     r'"http://r\.test/" "probe/1\.0"$', line()), line()
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_large_request_body_streamed_with_bounded_memory(lab) -> None:
+    size = 24 * 1024 * 1024
+    block = bytes(range(256)) * 256  # 64 KiB
+    pid = lab.procs["lbws"].pid
+    before = _rss_kb(pid)
+    s = connect(lab.address("lbws"))
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    digest = hashlib.sha256()
+    for _ in range(size // len(block)):
+        s.sendall(block)
+        digest.update(block)
+    st, _, body = recv_response(s, timeout=20)
+    assert st == 200 and body.decode() == f"{size} {digest.hexdigest()}"
+    assert _rss_kb(pid) - before < 12 * 1024  # streamed, not held whole (24 MiB)
+    s.close()
