@@ -236,12 +236,15 @@ class RedisStore(Store):
         await self._do(self.client.delete(self.key(sid)))
 
     async def keys(self) -> list[str]:
-        out = []
-        async for k in self.client.scan_iter(match=self.prefix + "*", count=500):
-            name = (k.decode() if isinstance(k, bytes) else k)[len(self.prefix):]
-            if not name.startswith("lock:"):
-                out.append(name)
-        return out
+        async def scan() -> list[str]:
+            out = []
+            async for k in self.client.scan_iter(match=self.prefix + "*", count=500):
+                name = (k.decode() if isinstance(k, bytes) else k)[len(self.prefix):]
+                if not name.startswith("lock:"):
+                    out.append(name)
+            return out
+
+        return list(await self._do(scan()))
 
     async def touch(self, sid: str, ttl: float | None = None) -> bool:
         key = self.key(sid)
