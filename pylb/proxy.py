@@ -24,6 +24,7 @@ import asyncio
 import ipaddress
 import logging
 from collections import deque
+from collections.abc import Callable, Coroutine
 from typing import cast
 
 from pycommon.http import (
@@ -64,14 +65,20 @@ STREAM_HIGH = 256 * 1024  # stop reading the client above this much unsent body
 class Exchange:
     """One request in flight to one upstream connection; relays the response to the client."""
 
-    __slots__ = ("body_bytes", "chunked_out", "client", "conn", "done", "extra", "head_only",
-                 "head_written", "keep_client", "out", "read_timeout", "status", "upgrade",
-                 "upgraded", "upstream_keep")
+    __slots__ = ("body_bytes", "cb", "chunked_out", "client", "conn", "ctx", "done", "extra",
+                 "finished", "head_only", "head_written", "keep_client", "out", "peer",
+                 "read_timeout", "reused", "status", "upgrade", "upgraded", "upstream_keep")
 
     def __init__(self, client: ClientConnection, keep_client: bool, head_only: bool,
                  upgrade: bool, extra: list[tuple[bytes, bytes]]) -> None:
         self.client = client
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # the slow path awaits `done`; the fast path gets `cb(exchange, error_or_None)`
+        self.done: asyncio.Future[None] | None = None
+        self.cb: Callable[[Exchange, BaseException | None], None] | None = None
+        self.finished = False
+        self.ctx: RequestCtx | None = None
+        self.peer: Peer | None = None
+        self.reused = False
         self.keep_client = keep_client
         self.head_only = head_only
         self.upgrade = upgrade
@@ -126,8 +133,7 @@ class Exchange:
         if self.chunked_out:
             self.out.append(LAST_CHUNK)
         self.flush()
-        if not self.done.done():
-            self.done.set_result(None)
+        self.finish(None)
 
     def on_upgrade(self, data: bytes) -> None:
         self.upgraded = True
@@ -135,13 +141,60 @@ class Exchange:
         if data:
             self.out.append(data)
         self.flush()
-        if not self.done.done():
-            self.done.set_result(None)
+        self.finish(None)
 
     def on_lost(self, exc: BaseException) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
+        self.finish(exc)
 
+    def finish(self, exc: BaseException | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        cb = self.cb
+        if cb is not None:
+            self.cb = None
+            cb(self, exc)
+            return
+        d = self.done
+        if d is not None and not d.done():
+            if exc is None:
+                d.set_result(None)
+            else:
+                d.set_exception(exc)
+
+
+
+class RequestCtx:
+    """One client request across its attempts (fast callback path and slow retry path)."""
+
+    __slots__ = ("body", "client", "data", "group", "head", "head_only", "idempotent",
+                 "inserted", "keep", "pick", "stale", "started", "strip", "tries")
+
+    def __init__(self, client: ClientConnection, head: RequestHead, body: bytes | BodyStream,
+                 keep: bool, group: UpstreamGroup, started: float) -> None:
+        self.client = client
+        self.head = head
+        self.body = body
+        self.keep = keep
+        self.group = group
+        self.started = started
+        bal = group.balancer
+        self.pick = pick = Pick(client=client.packed() if bal.wants_client else b"")
+        self.inserted: str | None = None
+        sticky = group.sticky
+        self.strip: bytes | None = None
+        if sticky is not None:
+            cookies = [v for k, v in head.headers if k.lower() == b"cookie"]
+            pick.route, self.inserted = sticky.routes(head.target, cookies)
+            if sticky.cfg.indirect and sticky.cfg.insert:
+                self.strip = sticky.cfg.insert.encode()
+        if group.key is not None:
+            pick.key = group.key(head, client.peer)
+        self.idempotent = head.method in IDEMPOTENT
+        self.head_only = head.method == b"HEAD"
+        self.data: bytes | None = None
+        self.tries = group.tries
+        self.stale = 0
 
 
 class BodyStream:
@@ -312,7 +365,7 @@ class ClientConnection(asyncio.Protocol):
         if self._queue:
             if not self._busy:
                 self._busy = True
-                asyncio.get_running_loop().create_task(self._run())
+                self._next()
             if len(self._queue) >= MAX_QUEUED and self.transport is not None:
                 self.transport.pause_reading()
                 self.reading_paused = True
@@ -373,7 +426,7 @@ class ClientConnection(asyncio.Protocol):
         self._queue.append((None, status))
         if not self._busy:
             self._busy = True
-            asyncio.get_running_loop().create_task(self._run())
+            self._next()
 
     def close(self) -> None:
         if self.transport is not None and not self.closing:
@@ -444,41 +497,49 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None and self.reading_paused:
             self.transport.resume_reading()
 
-    async def _run(self) -> None:
+    def _next(self) -> None:
+        """Start the next queued request, or go idle. Called with `_busy` set."""
         proxy = self.proxy
-        try:
-            while self._queue and self.transport is not None:
-                head, body = self._queue.popleft()
-                if self.reading_paused and len(self._queue) < MAX_QUEUED // 2 and \
-                        head is not None and (self.stream is None or not self.stream.paused):
-                    self.reading_paused = False
-                    self.transport.resume_reading()
-                if head is None:
-                    status = cast(int, body)
-                    self.write(proxy.error_response(status, False, False))
-                    proxy.access.log_error(self.peer, status)
-                    self.close()
-                    return
-                self.served += 1
-                self.http11 = head.version == "1.1"
-                keep = (head.keep_alive and not proxy.stopping and
-                        self.served < proxy.server.keepalive_requests)
-                keep = await proxy.forward(self, head, cast("bytes | BodyStream", body), keep)
-                if self.tunnel is not None:
-                    return
-                if not keep:
-                    self.close()
-                    return
-        except Exception:
-            log.exception("proxy error")
-            self.close()
-        finally:
-            self._busy = False
+        while self._queue and self.transport is not None:
+            head, body = self._queue.popleft()
+            if self.reading_paused and len(self._queue) < MAX_QUEUED // 2 and \
+                    head is not None and (self.stream is None or not self.stream.paused):
+                self.reading_paused = False
+                self.transport.resume_reading()
+            if head is None:
+                status = cast(int, body)
+                self.write(proxy.error_response(status, False, False))
+                proxy.access.log_error(self.peer, status)
+                self.close()
+                break
+            self.served += 1
+            self.http11 = head.version == "1.1"
+            keep = (head.keep_alive and not proxy.stopping and
+                    self.served < proxy.server.keepalive_requests)
+            try:
+                proxy.dispatch(self, head, cast("bytes | BodyStream", body), keep)
+            except Exception:
+                log.exception("proxy error")
+                self.close()
+                break
+            return  # request_done() continues
+        self._busy = False
         if self.transport is not None and self.tunnel is None:
             if proxy.stopping and self._head is None:
                 self.close()
             elif not self._deadline:
                 self._arm("idle", proxy.server.keepalive_timeout)
+
+    def request_done(self, keep: bool) -> None:
+        """The current request is answered (or failed); go on with the next one."""
+        if self.tunnel is not None:
+            self._busy = False
+            return
+        if not keep:
+            self._busy = False
+            self.close()
+            return
+        self._next()
 
 
 class ProxyStats:
@@ -500,6 +561,7 @@ class Proxy:
         self.access = AccessLog(cfg.server.access_log, cfg.server.access_log_format)
         self.groups: dict[str, UpstreamGroup] = {}
         self.inflight: set[Exchange] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self.apply_config(cfg)
 
@@ -582,55 +644,188 @@ class Proxy:
             hs.append((b"Content-Length", b"%d" % len(body)))
         return encode_request_head(head.method, head.target, front + hs) + body
 
-    async def forward(self, client: ClientConnection, head: RequestHead,
-                      body: bytes | BodyStream, keep: bool) -> bool:
-        """Proxy one request; return whether the client connection stays open."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        group = self.default
-        bal = group.balancer
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)  # a reference, so the task is not collected mid-flight
+        task.add_done_callback(self.tasks.discard)
+
+    def _choose(self, ctx: RequestCtx, now: float) -> tuple[Peer | None,
+                                                             list[tuple[bytes, bytes]], int]:
+        """(peer, extra response headers, give-up status when no peer)."""
+        group = ctx.group
         sticky = group.sticky
-        self.stats.requests += 1
-        inflight = self.inflight
-        pick = Pick(client=client.packed() if bal.wants_client else b"")
-        inserted = None
+        extra: list[tuple[bytes, bytes]] = []
         if sticky is not None:
-            cookies = [v for k, v in head.headers if k.lower() == b"cookie"]
-            pick.route, inserted = sticky.routes(head.target, cookies)
-        if group.key is not None:
-            pick.key = group.key(head, client.peer)
-        idempotent = head.method in IDEMPOTENT
-        head_only = head.method == b"HEAD"
-        strip = None
-        if sticky is not None and sticky.cfg.indirect and sticky.cfg.insert:
-            strip = sticky.cfg.insert.encode()
-        data: bytes | None = None
-        give_up = 502
-        tries = group.tries
-        stale = 0
-        peer: Peer | None = None
-        while tries > 0:
-            now = loop.time()
-            extra: list[tuple[bytes, bytes]] = []
-            if sticky is not None:
-                d = sticky.choose(bal, pick, now, inserted)
-                if d.status:
-                    give_up = d.status
-                    break
-                peer = d.peer
-                if d.set_cookie is not None:
-                    extra.append((b"Set-Cookie", d.set_cookie))
-                    if sticky.cfg.nocache:
-                        extra.append((b"Cache-Control", b"private"))
+            d = sticky.choose(group.balancer, ctx.pick, now, ctx.inserted)
+            if d.status:
+                return None, extra, d.status
+            if d.set_cookie is not None:
+                extra.append((b"Set-Cookie", d.set_cookie))
+                if sticky.cfg.nocache:
+                    extra.append((b"Cache-Control", b"private"))
+            peer = d.peer
+        else:
+            peer = group.balancer.select(ctx.pick, now)
+        if peer is not None:
+            ctx.pick.tried.add(peer.index)
+        return peer, extra, 502
+
+    def _request_data(self, ctx: RequestCtx) -> bytes:
+        if ctx.data is None:
+            if isinstance(ctx.body, BodyStream):
+                ctx.data = self.request_bytes(ctx.client, ctx.head, b"", ctx.strip,
+                                              ctx.head.content_length)
             else:
-                peer = bal.select(pick, now)
-            if peer is None:
-                break
-            pick.tried.add(peer.index)
-            conn = group.take_idle(peer, now, None if idempotent else NON_IDEMPOTENT_MAX_IDLE)
+                ctx.data = self.request_bytes(ctx.client, ctx.head, ctx.body, ctx.strip)
+        return ctx.data
+
+    def dispatch(self, client: ClientConnection, head: RequestHead, body: bytes | BodyStream,
+                 keep: bool) -> None:
+        """Proxy one request; `client.request_done(keep)` is called when it is answered.
+
+        Fast path (the steady state of a keep-alive load): the member is chosen and a pooled
+        connection is ready, so the exchange runs on callbacks alone — no task, no future.
+        Everything else (connecting, retries, streamed bodies, upgrades) runs in a task.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.stats.requests += 1
+        ctx = RequestCtx(client, head, body, keep, self.default, now)
+        if isinstance(body, BodyStream) or head.upgrade:
+            self._spawn(self._slow(ctx, None))
+            return
+        peer, extra, give_up = self._choose(ctx, now)
+        if peer is None:
+            self._give_up(ctx, give_up)
+            client.request_done(keep)
+            return
+        group = ctx.group
+        conn = group.take_idle(peer, now,
+                               None if ctx.idempotent else NON_IDEMPOTENT_MAX_IDLE)
+        if conn is None:
+            self._spawn(self._slow(ctx, (peer, extra)))
+            return
+        ctx.tries -= 1
+        ex = Exchange(client, keep, ctx.head_only, False, extra)
+        ex.cb = self._fast_done
+        ex.ctx = ctx
+        ex.peer = peer
+        ex.reused = True
+        self._start(ctx, ex, peer, conn, now)
+
+    def _start(self, ctx: RequestCtx, ex: Exchange, peer: Peer, conn: UpstreamConnection,
+               now: float) -> None:
+        peer.conns += 1
+        peer.requests += 1
+        client = ctx.client
+        client.upstream = conn
+        ex.conn = conn
+        ex.read_timeout = ctx.group.cfg.read_timeout
+        self.inflight.add(ex)
+        conn.start(ex, self._request_data(ctx), ctx.head_only, now)
+        if client.paused and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def _end(self, ex: Exchange, peer: Peer) -> None:
+        peer.conns -= 1
+        ex.client.upstream = None
+        self.inflight.discard(ex)
+
+    def _fast_done(self, ex: Exchange, exc: BaseException | None) -> None:
+        ctx = ex.ctx
+        peer = ex.peer
+        conn = ex.conn
+        assert ctx is not None and peer is not None and conn is not None
+        client = ctx.client
+        self._end(ex, peer)
+        loop = asyncio.get_running_loop()
+        group = ctx.group
+        if exc is None:
+            group.balancer.report(peer, True, loop.time())
+            self.access.log(client, ctx.head, ex.status, ex.body_bytes, ctx.started, peer)
+            group.release(conn, ex.upstream_keep, loop.time())
+            client.request_done(ex.keep_client)
+            return
+        retry = self._failed(ctx, ex, peer, conn, exc)
+        if retry is None:
+            client.request_done(False)
+        elif retry:
+            self._spawn(self._slow(ctx, None))
+        else:
+            client.request_done(ctx.keep)
+
+    def _failed(self, ctx: RequestCtx, ex: Exchange, peer: Peer, conn: UpstreamConnection,
+                exc: BaseException) -> bool | None:
+        """After a failed attempt: None = client connection is done for, True = try the
+        next member, False = the give-up answer was written."""
+        conn.close()
+        client = ctx.client
+        if client.transport is None:  # the client went away: not the member's fault
+            return None
+        loop = asyncio.get_running_loop()
+        group = ctx.group
+        timeout = isinstance(exc, UpstreamTimeout)
+        stale_conn = isinstance(exc, UpstreamGone) and ex.reused and not exc.got_bytes
+        if not stale_conn:
+            group.balancer.report(peer, False, loop.time())
+            log.warning("%s (%s:%d): %s", peer.name, peer.host, peer.port,
+                        "read timed out" if timeout else exc)
+        if ex.head_written:  # mid-response: nothing to do but cut the client
+            self.access.log(client, ctx.head, ex.status, ex.body_bytes, ctx.started, peer)
+            return None
+        give_up = 504 if timeout else 502
+        if not ctx.idempotent or isinstance(exc, HttpError):
+            self._give_up(ctx, give_up)  # sent once: never re-send; a bad answer neither
+            return False
+        if stale_conn and ctx.stale < group.cfg.keepalive + 1:
+            ctx.stale += 1
+            ctx.tries += 1  # an idle-closed pooled connection does not count as a try
+            ctx.pick.tried.discard(peer.index)
+        if ctx.tries <= 0:
+            self._give_up(ctx, give_up)
+            return False
+        return True
+
+    def _give_up(self, ctx: RequestCtx, status: int) -> None:
+        self.stats.responses_5xx += 1
+        ctx.client.write(self.error_response(status, ctx.keep, ctx.head_only))
+        self.access.log(ctx.client, ctx.head, status, 0, ctx.started, None)
+
+    async def _slow(self, ctx: RequestCtx,
+                    first: tuple[Peer, list[tuple[bytes, bytes]]] | None) -> None:
+        try:
+            keep = await self.forward(ctx, first)
+        except Exception:
+            log.exception("proxy error")
+            ctx.client.close()
+            keep = False
+        ctx.client.request_done(keep)
+
+    async def forward(self, ctx: RequestCtx,
+                      first: tuple[Peer, list[tuple[bytes, bytes]]] | None = None) -> bool:
+        """Proxy one request with connects and retries; return whether the client
+        connection stays open."""
+        loop = asyncio.get_running_loop()
+        client = ctx.client
+        group = ctx.group
+        bal = group.balancer
+        give_up = 502
+        while ctx.tries > 0:
+            now = loop.time()
+            if first is not None:
+                peer, extra = first
+                first = None
+            else:
+                choice, extra, give_up_now = self._choose(ctx, now)
+                if choice is None:
+                    give_up = give_up_now if give_up_now != 502 else give_up
+                    break
+                peer = choice
+            ctx.tries -= 1
+            conn = group.take_idle(peer, now,
+                                   None if ctx.idempotent else NON_IDEMPOTENT_MAX_IDLE)
             reused = conn is not None
             if conn is None:
-                tries -= 1
                 try:
                     conn = await group.connect(peer)
                 except TimeoutError:
@@ -648,69 +843,38 @@ class Proxy:
                 if client.transport is None:
                     group.release(conn, True, loop.time())
                     return False
-            else:
-                tries -= 1
-            if data is None:
-                if isinstance(body, BodyStream):
-                    data = self.request_bytes(client, head, b"", strip, head.content_length)
-                else:
-                    data = self.request_bytes(client, head, body, strip)
-            ex = Exchange(client, keep, head_only, head.upgrade, extra)
-            peer.conns += 1
-            peer.requests += 1
-            client.upstream = conn
+            ex = Exchange(client, ctx.keep, ctx.head_only, ctx.head.upgrade, extra)
+            ex.done = loop.create_future()
+            ex.reused = reused
             try:
-                conn.start(ex, data, head_only, loop.time())
-                if client.paused and conn.transport is not None:
-                    conn.transport.pause_reading()
-                ex.conn = conn
-                ex.read_timeout = group.cfg.read_timeout
-                inflight.add(ex)
-                if isinstance(body, BodyStream):
-                    idempotent = False  # its bytes are consumed as they go: never re-sent
-                    await self._pump(body, conn, ex)
+                self._start(ctx, ex, peer, conn, loop.time())
+                if isinstance(ctx.body, BodyStream):
+                    ctx.idempotent = False  # its bytes are consumed as they go: never re-sent
+                    await self._pump(ctx.body, conn, ex)
                 await ex.done
             except (UpstreamGone, UpstreamTimeout, HttpError) as exc:
-                conn.close()
-                if client.transport is None:  # the client went away: not the member's fault
+                self._end(ex, peer)
+                retry = self._failed(ctx, ex, peer, conn, exc)
+                if retry is None:
                     return False
-                timeout = isinstance(exc, UpstreamTimeout)
-                stale_conn = isinstance(exc, UpstreamGone) and reused and not exc.got_bytes
-                if not stale_conn:
-                    bal.report(peer, False, loop.time())
-                    log.warning("%s (%s:%d): %s", peer.name, peer.host, peer.port,
-                                "read timed out" if timeout else exc)
-                if ex.head_written:  # mid-response: nothing to do but cut the client
-                    self.access.log(client, head, ex.status, ex.body_bytes, started, peer)
-                    return False
-                give_up = 504 if timeout else 502
-                if not idempotent or isinstance(exc, HttpError):
-                    break  # sent once: never re-send; a bad answer is not retried either
-                if stale_conn and stale < group.cfg.keepalive + 1:
-                    stale += 1
-                    tries += 1  # an idle-closed pooled connection does not count as a try
-                    pick.tried.discard(peer.index)
+                if not retry:
+                    return ctx.keep
                 continue
-            finally:
-                peer.conns -= 1
-                client.upstream = None
-                inflight.discard(ex)
+            self._end(ex, peer)
             bal.report(peer, True, loop.time())
-            self.access.log(client, head, ex.status, ex.body_bytes, started, peer)
+            self.access.log(client, ctx.head, ex.status, ex.body_bytes, ctx.started, peer)
             if ex.upgraded:
                 client.start_tunnel(conn)
                 return True
             group.release(conn, ex.upstream_keep, loop.time())
             return ex.keep_client
-        self.stats.responses_5xx += 1
-        client.write(self.error_response(give_up, keep, head_only))
-        self.access.log(client, head, give_up, 0, started, None)
-        return keep
+        self._give_up(ctx, give_up)
+        return ctx.keep
 
     async def _pump(self, stream: BodyStream, conn: UpstreamConnection, ex: Exchange) -> None:
         """Send a streamed body to the member, waiting for its socket to drain."""
         try:
-            while not ex.done.done():
+            while not ex.finished:
                 data = await stream.read()
                 if data is None:
                     return
@@ -734,8 +898,8 @@ class Proxy:
             for ex in list(self.inflight):
                 conn = ex.conn
                 if conn is not None and now - conn.last_read >= ex.read_timeout \
-                        and not ex.done.done():
-                    ex.done.set_exception(UpstreamTimeout())
+                        and not ex.finished:
+                    ex.finish(UpstreamTimeout())
 
     async def bind(self, addrs: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Listen on `addrs`, keeping sockets that are already open (SIGHUP reload)."""
