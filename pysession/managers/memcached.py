@@ -91,6 +91,8 @@ class MemcachedSessionManager(StandardManager):
         self._writers: set[str] = set()            # auto mode: URIs seen writing a session
         self._pending: dict[str, tuple[Session, bytes, bytes, str | None]] = {}
         self._drain: asyncio.Task[None] | None = None
+        self._bak_pending: dict[tuple[str, float], dict[str, bytes]] = {}
+        self._bak_drain: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self.counters = {"loads": 0, "saves": 0, "skipped": 0, "relocated": 0,
                          "lock_timeouts": 0, "merges": 0, "conflicts": 0, "degraded": 0,
@@ -464,12 +466,24 @@ class MemcachedSessionManager(StandardManager):
         s.notes.pop(N_UNSAVED, None)
         nxt = self.ring.next_after(node, now)
         if nxt is not None and nxt != node:
-            self._spawn(self._quiet(nxt, now, "set_many",
-                                    {backup_key(s.id): record,
-                                     validity_key(backup_key(s.id)): items[validity_key(
-                                         s.id)]}, ttl))
+            self._queue_backup(nxt, ttl, {backup_key(s.id): record,
+                                          validity_key(backup_key(s.id)):
+                                              items[validity_key(s.id)]})
         if old_key:
             self._spawn(self._delete_keys(old_key, now))
+
+    def _queue_backup(self, node: str, ttl: float, items: dict[str, bytes]) -> None:
+        """`bak:` copies are written behind the response, batched per (node, expiry) like
+        sticky backups: newest bytes per key, one `set_many` per batch."""
+        self._bak_pending.setdefault((node, ttl), {}).update(items)
+        if self._bak_drain is None or self._bak_drain.done():
+            self._bak_drain = asyncio.get_running_loop().create_task(self._drain_backups())
+
+    async def _drain_backups(self) -> None:
+        while self._bak_pending:
+            batch, self._bak_pending = self._bak_pending, {}
+            for (node, ttl), items in batch.items():
+                await self._quiet(node, self._now, "set_many", items, ttl)
 
     async def _cas_write(self, s: Session, record: bytes, node: str, ttl: float, now: float
                          ) -> bytes:
@@ -552,7 +566,7 @@ class MemcachedSessionManager(StandardManager):
 
     async def stop(self, now: float) -> None:
         """Let queued sticky backups finish (bounded), then close the clients."""
-        tasks = [*([self._drain] if self._drain else []), *self._bg]
+        tasks = [t for t in (self._drain, self._bak_drain) if t is not None] + list(self._bg)
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         for st in self.stores.values():
@@ -562,8 +576,9 @@ class MemcachedSessionManager(StandardManager):
         out = super().stats()
         out.update(self.counters)
         out["mode"] = "sticky" if self.sticky else "non-sticky"
-        draining = self._drain is not None and not self._drain.done()
-        out["pending_backups"] = len(self._pending) + int(draining) + len(self._bg)
+        draining = sum(1 for t in (self._drain, self._bak_drain) if t and not t.done())
+        out["pending_backups"] = len(self._pending) + len(self._bak_pending) + draining \
+            + len(self._bg)
         out["nodes"] = {i: h.stats() for i, h in self.ring.health.items()}
         return out
 

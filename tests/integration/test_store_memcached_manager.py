@@ -95,7 +95,8 @@ def test_nonsticky_backup_and_dead_node_relocation(memcached_pair: Stores) -> No
             for sid in ids:  # alternate nodes: every request sees the last write
                 await request(b, sid, incr)
                 await request(a, sid, incr)
-            await asyncio.sleep(0.1)  # backups are written behind the response
+            await drained(a)  # backups are written behind the response
+            await drained(b)
             for sid in on_n1:
                 assert await n1.get(sid) is not None
                 assert 1195 <= (await n1.ttl_of(sid) or 0) <= 1200  # 2x max-inactive
