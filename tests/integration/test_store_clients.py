@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,4 +172,69 @@ def test_redis_cluster_mode(start_lab: Any) -> None:
     asyncio.run(slots())
     _roundtrip(RedisStore.connect(RedisSettings(mode="cluster", cluster_nodes=[f"{h}:{p}"])),
                "S-CLUSTER")
+    kill_stores(sup)
+
+
+def _tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (cryptography)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test ca")).issuer_name(name("test ca"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = d / "ca.pem", d / "server.pem", d / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_redis_tls_and_password(start_lab: Any, tmp_path: Path) -> None:
+    """The seed's RedisSessionManager options plus TLS and a password (AUTH)."""
+    need(REDIS)
+    ca, cert, key = _tls_files(tmp_path)
+    spec = ProcessSpec("tls", "command", [
+        REDIS, "--port", "0", "--tls-port", "{port}", "--bind", "{host}", "--save", "",
+        "--appendonly", "no", "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no", "--requirepass", "s3cret"],
+        ready="tcp")
+    sup = start_lab(make_lab("tls", [spec]))
+    h, p = sup.address("tls")
+    _roundtrip(RedisStore.connect(RedisSettings(host=h, port=p, tls=True, tls_ca_file=str(ca),
+                                                password="s3cret")), "S-TLS")
+
+    async def refused(settings: RedisSettings) -> None:
+        st = RedisStore.connect(settings)
+        try:
+            with pytest.raises(StoreError):
+                await st.load("S-TLS")
+        finally:
+            await st.close()
+
+    asyncio.run(refused(RedisSettings(host=h, port=p, tls=True, tls_ca_file=str(ca),
+                                      password="wrong")))
+    asyncio.run(refused(RedisSettings(host=h, port=p, tls=True, password="s3cret")))  # no CA
     kill_stores(sup)
