@@ -15,14 +15,20 @@ session rarely overlap, as with real users):
 Besides rps / p50 / p99, each case reports `round_trips_per_request` (store calls counted by
 the manager, read from the node's /-/health) and `overhead_us` = 1e6/rps - 1e6/rps(memory):
 the extra time per request the store path costs at saturation on this machine.
+
+`concurrent_increments_8x200`: 8 client threads x 200 increments on ONE session, each client
+alternating two pynodes (no stickiness), refused requests not retried: how many acknowledged
+increments the session really holds, per concurrency mode (`lost` = acknowledged - held).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import tempfile
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -73,10 +79,10 @@ def _store_spec(name: str) -> ProcessSpec:
     return ProcessSpec(name, "command", args, ready="tcp")
 
 
-def _node_spec(manager: str, after: list[str]) -> ProcessSpec:
+def _node_spec(manager: str, after: list[str], name: str = "node1") -> ProcessSpec:
     conf = f'[[context]]\npath = "/"\nwebapp = "demo"\n[context.manager]\n{manager}'
-    return ProcessSpec("node1", "pynode", ["--route", "node1", "--port", "{port}", "--config",
-                                           "{file:node.toml}", "--log-level", "warning"],
+    return ProcessSpec(name, "pynode", ["--route", name, "--port", "{port}", "--config",
+                                        "{file:node.toml}", "--log-level", "error"],
                        files={"node.toml": conf}, after=after)
 
 
@@ -116,9 +122,72 @@ def _case(name: str, duration: float, tmp: Path) -> dict[str, Any]:
     return out
 
 
+CONCURRENCY_CASES: dict[str, tuple[list[str], str]] = {
+    "memcached_nonsticky_lock_none": (["m1", "m2"], MSM + 'sticky = false\nlock_mode = "none"\n'),
+    "memcached_nonsticky_lock_all": (["m1", "m2"], MSM + 'sticky = false\nlock_mode = "all"\n'),
+    "redis_none": (["redis"], CASES["redis"][1] + 'concurrency = "none"\n'),
+    "redis_optimistic": (["redis"], CASES["redis"][1] + 'concurrency = "optimistic"\n'),
+    "redis_lock": (["redis"], CASES["redis"][1] + 'concurrency = "lock"\n'),
+}
+
+
+def _hammer(addrs: list[tuple[str, int]], sid: str, clients: int, each: int
+            ) -> tuple[int, int]:
+    """`clients` threads x `each` increments on one session, alternating nodes; a refused
+    request (409 / 503) is not retried. Returns (acknowledged, refused)."""
+    acked = [0] * clients
+    refused = [0] * clients
+
+    def client(i: int) -> None:
+        conns = [http.client.HTTPConnection(h, p, timeout=10) for h, p in addrs]
+        hs = {"Cookie": f"JSESSIONID={sid}", "Content-Type": "application/json"}
+        try:
+            for n in range(each):
+                c = conns[n % len(conns)]
+                c.request("POST", "/api/session", body='{"incr": "n"}', headers=hs)
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    acked[i] += 1
+                else:
+                    refused[i] += 1
+        finally:
+            for c in conns:
+                c.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return sum(acked), sum(refused)
+
+
+def _concurrency(name: str, tmp: Path, clients: int = 8, each: int = 200) -> dict[str, Any]:
+    stores, manager = CONCURRENCY_CASES[name]
+    procs = [_store_spec(s) for s in stores] + [_node_spec(manager, stores, n)
+                                                 for n in ("node1", "node2")]
+    sup = Supervisor(Lab(f"bench-{name}", name, "node1", procs, "<bench>"), tmp / name,
+                     free_ports=True)
+    try:
+        sup.up()
+        sid = _post(sup.url("node1", "/api/session"))[1]["session_id"]
+        acked, refused = _hammer([sup.address("node1"), sup.address("node2")], sid, clients,
+                                 each)
+        final = _post(sup.url("node2", "/api/session"), sid)[1]["value"] - 2
+    finally:
+        sup.down(timeout=5)
+    lost = acked - final
+    return {"requests": clients * each, "acknowledged": acked, "refused": refused,
+            "in_session": final, "lost": lost,
+            "lost_pct": round(100 * lost / acked, 1) if acked else None}
+
+
 def run(duration: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-stores-") as d:
         result: dict[str, Any] = {name: _case(name, duration, Path(d)) for name in CASES}
+        result["concurrent_increments_8x200"] = {
+            name: _concurrency(name, Path(d)) for name in CONCURRENCY_CASES}
     base = result["memory"]["rps"]
     for name in CASES:
         rps = result[name]["rps"]
