@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pycommon.wire import packb
+from pylab.supervisor import free_port
 from pylab.topology import ProcessSpec
 from pysession.store import StoreError
 from pysession.stores.memcached import MemcachedStore, parse_nodes
@@ -154,7 +155,9 @@ def test_redis_cluster_mode(start_lab: Any) -> None:
     """A one-node cluster owning every slot: the store speaks the cluster protocol."""
     need(REDIS)
     node = redis_spec("cnode")
-    node.args += ["--cluster-enabled", "yes", "--cluster-config-file", "{rundir}/nodes.conf"]
+    # the bus port is explicit: port + 10000 would not fit when the free port is > 55535
+    node.args += ["--cluster-enabled", "yes", "--cluster-config-file", "{rundir}/nodes.conf",
+                  "--cluster-port", str(free_port())]
     sup = start_lab(make_lab("cluster", [node]))
     h, p = sup.address("cnode")
 
