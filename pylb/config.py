@@ -173,7 +173,8 @@ _SERVER_KEYS = {"listen", "upstream", "client_max_body_size", "keepalive_timeout
                 "client_body_timeout", "max_request_line", "max_header_line",
                 "max_header_size", "error_page", "access_log", "access_log_format"}
 _STICKY_KEYS = {"cookie", "path_param", "force", "insert", "prefix", "indirect", "nocache",
-                "httponly", "secure", "samesite", "max_age", "path", "domain"}
+                "httponly", "secure", "samesite", "max_age", "path", "domain",
+                "nofailover", "sticky_session_force"}  # the anchors' names for `force`
 _HEALTH_KEYS = {"interval", "timeout", "rise", "fall", "path", "expect_status", "slow_start"}
 _ADMIN_KEYS = {"listen", "user", "password", "allow", "read_only"}
 
@@ -246,6 +247,9 @@ def _sticky(src: TomlSource, raw: dict[str, Any], where: str) -> StickyConfig:
     for k in ("force", "indirect", "nocache", "httponly", "secure"):
         if k in raw:
             setattr(c, k, bool(raw[k]))
+    for alias in ("nofailover", "sticky_session_force"):  # httpd / mod_jk spelling
+        if alias in raw:
+            c.force = bool(raw[alias])
     if "prefix" in raw:
         c.prefix = str(raw["prefix"])
     if "path" in raw:

@@ -85,3 +85,11 @@ def test_access_log_formats(tmp_path: Path, fmt: str) -> None:
     else:
         assert line.startswith("10.0.0.7 - - [")
         assert line.endswith('"GET /x?y=1 HTTP/1.1" 200 12 "-" "ua"')
+
+
+def test_force_aliases_of_httpd_and_mod_jk() -> None:
+    for key in ("force", "nofailover", "sticky_session_force"):
+        cfg = parse(f'[upstream.a]\nmembers = [ {{ address = "h:1" }} ]\n'
+                    f'[upstream.a.sticky]\n{key} = true\n')
+        sticky = cfg.upstreams["a"].sticky
+        assert sticky is not None and sticky.force
