@@ -329,14 +329,14 @@ class ClientConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.paused = True
         up = self.upstream or self.tunnel
-        if up is not None and up.transport is not None:
-            up.transport.pause_reading()
+        if up is not None:
+            up.pause()
 
     def resume_writing(self) -> None:
         self.paused = False
         up = self.upstream or self.tunnel
-        if up is not None and up.transport is not None and up.alive:
-            up.transport.resume_reading()
+        if up is not None:
+            up.resume()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -723,8 +723,8 @@ class Proxy:
         ex.read_timeout = ctx.group.cfg.read_timeout
         self.inflight.add(ex)
         conn.start(ex, self._request_data(ctx), ctx.head_only, now)
-        if client.paused and conn.transport is not None:
-            conn.transport.pause_reading()
+        if client.paused:
+            conn.pause()
 
     def _end(self, ex: Exchange, peer: Peer) -> None:
         peer.conns -= 1

@@ -46,7 +46,7 @@ class Sink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("alive", "drained", "flow", "got_bytes", "head", "idle_since", "last_read",
-                 "on_close", "parser", "peer", "sink", "transport", "tunnel")
+                 "on_close", "parser", "peer", "read_paused", "sink", "transport", "tunnel")
 
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
@@ -62,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.on_close: Callable[[], None] | None = None  # tunnel: close the client too
         self.flow: asyncio.Transport | None = None  # tunnel: the client side to pause
         self.drained: asyncio.Future[None] | None = None  # set while our writes are paused
+        self.read_paused = False  # we stopped reading because the client is slow
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -79,6 +80,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.drained = None
         if d is not None and not d.done():
             d.set_result(None)
+
+    def pause(self) -> None:
+        """Stop reading the member (its client's socket is full)."""
+        if not self.read_paused and self.transport is not None and self.alive:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            if self.transport is not None and self.alive:
+                self.transport.resume_reading()
 
     async def send(self, data: bytes) -> None:
         """Write and wait while the socket is above its high-water mark (streamed bodies)."""
@@ -245,6 +258,7 @@ class UpstreamGroup:
 
     def release(self, conn: UpstreamConnection, keep: bool, now: float) -> None:
         conn.sink = None
+        conn.resume()  # paused for a slow client whose answer is now complete
         pool = self.idle[conn.peer.index]
         if keep and conn.alive and not self.retired and len(pool) < self.cfg.keepalive:
             conn.idle_since = now

@@ -100,6 +100,7 @@ upstream = "app"
 client_max_body_size = "1k"
 keepalive_requests = 3
 client_header_timeout = "400ms"
+keepalive_timeout = "1s"
 access_log = "access.log"
 set_headers = {{ Host = "$host", X-Real-IP = "$remote_addr", \
 X-Forwarded-For = "$proxy_add_x_forwarded_for", X-Forwarded-Proto = "$scheme" }}
@@ -281,6 +282,15 @@ def test_client_header_timeout_closes_without_answer(lab) -> None:
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
     s.settimeout(3)
     assert s.recv(100) == b""
+
+
+def test_keepalive_timeout_closes_idle_connection(lab) -> None:
+    s = connect(lab.address("lb"))
+    s.sendall(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert recv_response(s)[0] == 200
+    started = time.monotonic()
+    assert closed(s, 4)
+    assert 0.8 < time.monotonic() - started < 3.5
 
 
 def test_idempotent_retried_post_never_resent(lab) -> None:
