@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -137,6 +138,12 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
     sync_task = loop.create_task(worker_sync()) if worker and run_dir else None
     host, port = bound[0]
     log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in bound))
+    # Long-lived objects (config, groups, code) leave the collector's view, and young-object
+    # collections run less often: per-request objects are (nearly) acyclic, and full
+    # collections over a large heap are the usual source of Python proxies' p99 spikes.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10000, 20, 20)
     announce_ready("pylb", host, port, **extra)
     stop_wait = loop.create_task(stop.wait())
     while True:
