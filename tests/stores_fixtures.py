@@ -92,10 +92,12 @@ def redis_server(start_lab: StartLab) -> Stores:
 
 
 async def request(mgr: Manager, sid: str | None, fn: Callable[[Session], Any] | None = None,
-                  path: str = "/api/session", method: str = "POST"
+                  path: str = "/api/session", method: str = "POST", at: float | None = None
                   ) -> tuple[Session, str | None]:
-    """One request's session cycle in-process, as pynode drives it: (session, Set-Cookie)."""
-    b = SessionBinding(mgr, CookieSettings(), time.time, RequestInfo(method, path, "127.0.0.1"),
+    """One request's session cycle in-process, as pynode drives it: (session, Set-Cookie).
+    `at`: the manager's clock for this request (default: now)."""
+    clock: Callable[[], float] = time.time if at is None else (lambda: at)
+    b = SessionBinding(mgr, CookieSettings(), clock, RequestInfo(method, path, "127.0.0.1"),
                        sid)
     await b.begin()
     s = b.get(create=True)

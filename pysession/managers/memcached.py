@@ -8,7 +8,8 @@ asynchronously by default (one ordered writer per session, coalescing), synchron
 crashed, the balancer failed over) loads it from memcached and re-keys it to this route.
 
 Non-sticky mode (`sticky = false`): the session is loaded at request start and stored at
-request end, with a copy `bak:ID` (and its validity record) on the next node; between
+request end, with a copy `bak:ID` (and its validity record) on the next node written in the
+same moment (both before the response); between
 requests this node keeps only a fallback copy for store outages. Locking (`lock_mode`) none /
 all / auto / uriPattern:REGEX takes `lock:ID` with memcached `add`, waits at most
 `lock_wait` seconds and answers 503 when it cannot get it — it never goes on without the lock.
@@ -91,8 +92,6 @@ class MemcachedSessionManager(StandardManager):
         self._writers: set[str] = set()            # auto mode: URIs seen writing a session
         self._pending: dict[str, tuple[Session, bytes, bytes, str | None]] = {}
         self._drain: asyncio.Task[None] | None = None
-        self._bak_pending: dict[tuple[str, float], dict[str, bytes]] = {}
-        self._bak_drain: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self.counters = {"loads": 0, "saves": 0, "skipped": 0, "relocated": 0,
                          "lock_timeouts": 0, "merges": 0, "conflicts": 0, "degraded": 0,
@@ -140,7 +139,11 @@ class MemcachedSessionManager(StandardManager):
     def _validity(self, session: Session) -> bytes:
         return self.policy.packb([session.this_accessed, session.max_inactive])
 
-    def _decode(self, data: bytes | None, now: float, sid: str) -> Session | None:
+    def _decode(self, data: bytes | None, now: float, sid: str,
+                validity: bytes | None = None) -> Session | None:
+        """The stored session, None when absent/unreadable/expired. Its access time comes
+        from the validity record when that is newer (read-only requests refresh only the
+        validity); `notes[N_TOUCHED]` keeps when the record itself was written."""
         if data is None:
             return None
         try:
@@ -148,7 +151,18 @@ class MemcachedSessionManager(StandardManager):
         except WireError as exc:
             log.warning("session %s: undecodable record in memcached: %s", sid, exc)
             return None
-        if s.is_expired(now):
+        s.notes[N_TOUCHED] = s.this_accessed
+        if validity is not None:
+            try:
+                accessed, max_inactive = self.policy.unpackb(validity)
+                if float(accessed) > s.this_accessed:
+                    s.this_accessed = float(accessed)
+                    s.max_inactive = int(max_inactive)
+            except (WireError, ValueError, TypeError):
+                pass
+        # sticky copies are rewritten at least every max-inactive/4 while in use: allow that
+        grace = max(s.max_inactive, 0) / 4 if self.sticky else 0.0
+        if s.is_expired(now - grace):
             return None
         return s
 
@@ -159,7 +173,6 @@ class MemcachedSessionManager(StandardManager):
         self.add(s)
         s.notes[N_DIGEST] = self._body_digest(s)
         s.notes[N_KEY] = key
-        s.notes[N_TOUCHED] = now
         return s
 
     # -- store helpers (IO) ---------------------------------------------------------------
@@ -191,7 +204,7 @@ class MemcachedSessionManager(StandardManager):
             try:
                 got = await self._call(node, now, "gets_many_raw", [sid, validity_key(sid)])
                 data, cas = got.get(sid, (None, None))
-                s = self._decode(data, now, sid)
+                s = self._decode(data, now, sid, got.get(validity_key(sid), (None, None))[0])
                 if s is not None and not self._validity_expired(got, now):
                     s.notes[N_CAS] = cas
                     return self._adopt(s, sid, now)
@@ -203,13 +216,17 @@ class MemcachedSessionManager(StandardManager):
         if nxt is None:
             return None
         moved = with_node(sid, nxt)
+        bak_validity = validity_key(backup_key(sid))
         try:
             got = await self._call(nxt, now, "gets_many_raw",
-                                   [moved, backup_key(sid), validity_key(moved)])
+                                   [moved, backup_key(sid), validity_key(moved), bak_validity])
         except StoreError:
             return None
         for key in (moved, backup_key(sid)):
-            s = self._decode(got.get(key, (None, None))[0], now, sid)
+            data = got.get(key, (None, None))[0]
+            validity = got.get(bak_validity if key != moved else validity_key(moved),
+                               (None, None))[0]
+            s = self._decode(data, now, sid, validity)
             if s is not None:
                 s.notes.pop(N_CAS, None)
                 return self._adopt(s, key, now)
@@ -353,16 +370,16 @@ class MemcachedSessionManager(StandardManager):
             or s.is_new
         ttl = item_ttl(s.max_inactive, self.sticky)
         node = node_of(s.id) or self.ring.regular[0]
-        if not changed:
+        # unchanged, but the stored record (its access time, the item's expiry) is a quarter
+        # (sticky) / half (non-sticky, expiry 2x) of the timeout old: rewrite it anyway
+        stale = now - s.notes.get(N_TOUCHED, 0.0) >= max(s.max_inactive, 0) / (
+            4 if self.sticky else 2)
+        if not changed and not stale:
             self.counters["skipped"] += 1
-            if self.sticky:
-                # unchanged: refresh the item's expiry now and then, not every request
-                if now - s.notes.get(N_TOUCHED, 0.0) >= max(s.max_inactive, 0) / 4:
-                    s.notes[N_TOUCHED] = now
-                    self._spawn(self._touch(s.id, node, ttl, now))
-            else:
+            if not self.sticky:
                 await self._write_validity(s, node, now)
             return
+        s.notes[N_TOUCHED] = now
         record = self.serializer.dumps(s)
         old_key = key if key and key != s.id else None
         if self.sticky:
@@ -431,10 +448,6 @@ class MemcachedSessionManager(StandardManager):
         if not ok and self.fail_closed:
             raise SessionUnavailable("memcached is down (fail_closed): session not saved")
 
-    async def _touch(self, sid: str, node: str, ttl: float, now: float) -> None:
-        with contextlib.suppress(StoreError):
-            await self._call(node, now, "touch", sid, ttl)
-
     async def _quiet(self, node: str, now: float, op: str, *args: Any) -> None:
         with contextlib.suppress(StoreError):
             await self._call(node, now, op, *args)
@@ -442,16 +455,33 @@ class MemcachedSessionManager(StandardManager):
     # non-sticky ---------------------------------------------------------------------------
     async def _write_nonsticky(self, s: Session, record: bytes, body: bytes,
                                old_key: str | None, node: str, ttl: float, now: float) -> None:
-        items = {s.id: record, validity_key(s.id): self._validity(s)}
+        """Session + validity to its node and `bak:` + validity to the next node, both before
+        the response: an acknowledged change is on two nodes, and two nodes' backups of one
+        session can never land out of order. The two writes run concurrently (different
+        nodes), so the request waits for one round trip's time, not two."""
+        nxt = self.ring.next_after(node, now)
+        validity = self._validity(s)
+
+        def backup(rec: bytes) -> Any:
+            return self._quiet(nxt or node, now, "set_many",
+                               {backup_key(s.id): rec, validity_key(backup_key(s.id)): validity},
+                               ttl)
+
+        with_backup = nxt is not None and nxt != node
         try:
             if s.notes.get(N_LOCK) is None and self.lock.mode != "none" \
                     and not s.is_new and s.notes.get(N_CAS) is not None and old_key is None:
-                record = await self._cas_write(s, record, node, ttl, now)
-                items = {s.id: record, validity_key(s.id): self._validity(s)}
-                await self._call(node, now, "set", validity_key(s.id), items[validity_key(
-                    s.id)], ttl)
+                record = await self._cas_write(s, record, node, ttl, now)  # may merge
+                await self._call(node, now, "set", validity_key(s.id), validity, ttl)
+                if with_backup:
+                    await backup(record)
             else:
-                await self._call(node, now, "set_many", items, ttl)
+                primary = self._call(node, now, "set_many",
+                                     {s.id: record, validity_key(s.id): validity}, ttl)
+                if with_backup:
+                    await asyncio.gather(primary, backup(record))
+                else:
+                    await primary
         except SessionConflict:
             raise
         except StoreError:
@@ -464,26 +494,8 @@ class MemcachedSessionManager(StandardManager):
         s.notes[N_DIGEST] = body
         s.notes[N_KEY] = s.id
         s.notes.pop(N_UNSAVED, None)
-        nxt = self.ring.next_after(node, now)
-        if nxt is not None and nxt != node:
-            self._queue_backup(nxt, ttl, {backup_key(s.id): record,
-                                          validity_key(backup_key(s.id)):
-                                              items[validity_key(s.id)]})
         if old_key:
             self._spawn(self._delete_keys(old_key, now))
-
-    def _queue_backup(self, node: str, ttl: float, items: dict[str, bytes]) -> None:
-        """`bak:` copies are written behind the response, batched per (node, expiry) like
-        sticky backups: newest bytes per key, one `set_many` per batch."""
-        self._bak_pending.setdefault((node, ttl), {}).update(items)
-        if self._bak_drain is None or self._bak_drain.done():
-            self._bak_drain = asyncio.get_running_loop().create_task(self._drain_backups())
-
-    async def _drain_backups(self) -> None:
-        while self._bak_pending:
-            batch, self._bak_pending = self._bak_pending, {}
-            for (node, ttl), items in batch.items():
-                await self._quiet(node, self._now, "set_many", items, ttl)
 
     async def _cas_write(self, s: Session, record: bytes, node: str, ttl: float, now: float
                          ) -> bytes:
@@ -526,14 +538,16 @@ class MemcachedSessionManager(StandardManager):
         raise SessionUnavailable("session is too busy to save; try again")
 
     async def _write_validity(self, s: Session, node: str, now: float) -> None:
-        """Unchanged session: only its validity record (access time) is written; the item
-        itself is touched now and then so it outlives reads-only use."""
+        """Unchanged session: only the validity records (access time) of the session and of
+        its backup are written, concurrently."""
         ttl = item_ttl(s.max_inactive, False)
-        with contextlib.suppress(StoreError):
-            await self._call(node, now, "set", validity_key(s.id), self._validity(s), ttl)
-            if now - s.notes.get(N_TOUCHED, now) >= max(s.max_inactive, 0) / 2:
-                s.notes[N_TOUCHED] = now
-                await self._call(node, now, "touch", s.id, ttl)
+        validity = self._validity(s)
+        nxt = self.ring.next_after(node, now)
+        writes = [self._quiet(node, now, "set", validity_key(s.id), validity, ttl)]
+        if nxt is not None and nxt != node:
+            writes.append(self._quiet(nxt, now, "set", validity_key(backup_key(s.id)),
+                                      validity, ttl))
+        await asyncio.gather(*writes)
 
     async def _delete_keys(self, sid: str, now: float) -> None:
         node = node_of(sid)
@@ -566,7 +580,7 @@ class MemcachedSessionManager(StandardManager):
 
     async def stop(self, now: float) -> None:
         """Let queued sticky backups finish (bounded), then close the clients."""
-        tasks = [t for t in (self._drain, self._bak_drain) if t is not None] + list(self._bg)
+        tasks = [*([self._drain] if self._drain else []), *self._bg]
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         for st in self.stores.values():
@@ -576,9 +590,8 @@ class MemcachedSessionManager(StandardManager):
         out = super().stats()
         out.update(self.counters)
         out["mode"] = "sticky" if self.sticky else "non-sticky"
-        draining = sum(1 for t in (self._drain, self._bak_drain) if t and not t.done())
-        out["pending_backups"] = len(self._pending) + len(self._bak_pending) + draining \
-            + len(self._bg)
+        draining = self._drain is not None and not self._drain.done()
+        out["pending_backups"] = len(self._pending) + int(draining) + len(self._bg)
         out["nodes"] = {i: h.stats() for i, h in self.ring.health.items()}
         return out
 

@@ -261,3 +261,55 @@ def test_unlocked_auto_requests_merge_or_refuse(memcached_pair: Stores) -> None:
             await b.stop(time.time())
 
     asyncio.run(go())
+
+
+def test_nonsticky_reads_keep_the_backup_alive(memcached_pair: Stores) -> None:
+    """Read-only requests refresh only validity records; a session later loaded from its
+    backup takes its access time from validity:bak:ID, so it is not taken for expired."""
+    async def go() -> None:
+        a = manager(memcached_pair, "node1", sticky=False, failover=[])
+        a.max_inactive = 100
+        b = manager(memcached_pair, "node2", sticky=False, failover=[])
+        try:
+            t0 = time.time()
+            sid = ""
+            while "-n1." not in sid:  # a session on n1, its backup on n2
+                s, _ = await request(a, None, incr, at=t0)
+                sid = s.id
+            for dt in (60.0, 120.0, 180.0):  # reads only: the record itself is not rewritten
+                s, _ = await request(a, sid, None, method="GET", at=t0 + dt)
+                assert s.id == sid
+            memcached_pair.sup.kill("n1")
+            s, _ = await request(b, sid, incr, at=t0 + 240)  # 240 s after the last change
+            assert s.id == sid.replace("-n1.", "-n2.") and s.get_attribute("n") == 2
+        finally:
+            await a.stop(time.time())
+            await b.stop(time.time())
+
+    asyncio.run(go())
+
+
+def test_sticky_reads_refresh_the_stored_copy(memcached_pair: Stores) -> None:
+    """Sticky: unchanged requests write nothing, except every max-inactive/4 the record is
+    rewritten, so another node taking over after reads-only use finds it alive."""
+    async def go() -> None:
+        a = manager(memcached_pair, "node1")
+        a.max_inactive = 100
+        b = manager(memcached_pair, "node2")
+        try:
+            t0 = time.time()
+            s, _ = await request(a, None, incr, at=t0)
+            sid = s.id
+            saves = a.counters["saves"]
+            await request(a, sid, None, method="GET", at=t0 + 10)  # fresh: nothing written
+            assert a.counters["saves"] == saves
+            for dt in (40.0, 80.0):  # older than max-inactive/4: rewritten
+                await request(a, sid, None, method="GET", at=t0 + dt)
+            assert a.counters["saves"] == saves + 2
+            s2, _ = await request(b, sid, incr, at=t0 + 170)  # 90 s after the last read
+            assert s2.get_attribute("n") == 2 and s2.id.endswith(".node2")
+        finally:
+            await a.stop(time.time())
+            await b.stop(time.time())
+
+    asyncio.run(go())
