@@ -205,7 +205,7 @@ class MemcachedSessionManager(StandardManager):
                 got = await self._call(node, now, "gets_many_raw", [sid, validity_key(sid)])
                 data, cas = got.get(sid, (None, None))
                 s = self._decode(data, now, sid, got.get(validity_key(sid), (None, None))[0])
-                if s is not None and not self._validity_expired(got, now):
+                if s is not None:
                     s.notes[N_CAS] = cas
                     return self._adopt(s, sid, now)
                 if data is not None:
@@ -231,16 +231,6 @@ class MemcachedSessionManager(StandardManager):
                 s.notes.pop(N_CAS, None)
                 return self._adopt(s, key, now)
         return None
-
-    def _validity_expired(self, got: dict[str, tuple[bytes | None, Any]], now: float) -> bool:
-        for key, (data, _) in got.items():
-            if key.startswith("validity:") and data is not None:
-                try:
-                    accessed, max_inactive = self.policy.unpackb(data)
-                except (WireError, ValueError, TypeError):
-                    return False
-                return bool(max_inactive >= 0 and now - accessed >= max_inactive)
-        return False
 
     async def _acquire(self, sid: str, now: float) -> tuple[str, str] | None:
         """Take `lock:ID` on the session's node within `lock_wait`; 503 when not possible."""
