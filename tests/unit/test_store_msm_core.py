@@ -64,3 +64,19 @@ def test_item_expiry_as_msm() -> None:
     assert item_ttl(1800, sticky=True) == 1800
     assert item_ttl(1800, sticky=False) == 3600
     assert item_ttl(-1, sticky=True) == 0
+
+
+def test_store_health_logs_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    from pysession.stores.health import Health
+
+    h = Health("memcached node n1", retry=2.0)
+    with caplog.at_level("WARNING", logger="pysession.stores"):
+        for t in (10.0, 10.5, 12.5, 15.0):  # failures, including retries that fail again
+            h.failed(t, "connection refused")
+        assert not h.usable(16.0) and h.usable(17.0)  # next try due 2 s after the last
+        h.ok(17.0)
+        h.ok(18.0)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 2, msgs
+    assert "is down" in msgs[0] and "is back after 7.0 s" in msgs[1]
+    assert h.failures == 4 and h.stats()["up"] is True
