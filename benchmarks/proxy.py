@@ -7,8 +7,11 @@ nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`
 Then pylb with `--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the
 backend's address, distinct names, so only the balancer's bookkeeping grows).
 
-The machine is shared (2 cores for wrk, the front and the backend): read ratios from the same
-run, not absolute numbers.
+The machine is shared (2 cores for wrk, the front and the backend, and whatever else runs):
+each front is measured in ROUNDS interleaved slices of `duration / ROUNDS` seconds
+(nginx, pylb, haproxy, pylb --workers 2, then again ...) and the median slice is reported, so
+a burst of outside load does not land on one contender only. Read ratios from the same run,
+not absolute numbers.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pylab.topology import Lab, ProcessSpec
 
 CONNECTIONS = 64
 THREADS = 2
+ROUNDS = 3
 
 
 def _nginx_conf(body: str) -> str:
@@ -69,11 +73,35 @@ def _keys(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "requests", "errors")}
 
 
+def _url(sup: Supervisor, name: str, port: int | None = None) -> str:
+    return f"http://127.0.0.1:{port}/" if port else sup.url(name, "/")
+
+
 def _measure(sup: Supervisor, name: str, duration: float, port: int | None = None) -> dict[
         str, Any]:
-    url = f"http://127.0.0.1:{port}/" if port else sup.url(name, "/")
+    url = _url(sup, name, port)
     wrk_run(url, 1, CONNECTIONS, THREADS)  # warm-up: pools filled, code paths hot
     return _keys(wrk_run(url, duration, CONNECTIONS, THREADS))
+
+
+def _interleaved(urls: dict[str, str], duration: float) -> dict[str, dict[str, Any]]:
+    """ROUNDS slices per contender, interleaved; the median slice (by rps) of each."""
+    for url in urls.values():
+        wrk_run(url, 1, CONNECTIONS, THREADS)  # warm-up
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    piece = max(duration / ROUNDS, 2.0)
+    for _ in range(ROUNDS):
+        for name, url in urls.items():
+            runs[name].append(_keys(wrk_run(url, piece, CONNECTIONS, THREADS)))
+    out = {}
+    for name, rs in runs.items():
+        rs.sort(key=lambda r: r["rps"])
+        med = dict(rs[len(rs) // 2])
+        med["requests"] = sum(r["requests"] for r in rs)
+        med["errors"] = sum(r["errors"] for r in rs)
+        med["rps_slices"] = [r["rps"] for r in rs]
+        out[name] = med
+    return out
 
 
 def run(duration: float) -> dict[str, Any]:
@@ -106,13 +134,15 @@ def run(duration: float) -> dict[str, Any]:
         try:
             sup.up()
             result["backend_direct"] = _measure(sup, "backend", duration / 2)
-            result["nginx"] = _measure(sup, "nginx", duration)
-            result["pylb"] = _measure(sup, "pylb", duration)
-            result["haproxy"] = _measure(sup, "haproxy", duration) if have_haproxy else None
-            result["pylb_workers2"] = _measure(sup, "pylb_w2", duration, w2_port)
-            curve_d = max(duration / 2, 2)
-            result["members_curve"] = {str(n): _measure(sup, f"pylb_{n}", curve_d)["rps"]
-                                       for n in curve_ns}
+            fronts = {"nginx": _url(sup, "nginx"), "pylb": _url(sup, "pylb")}
+            if have_haproxy:
+                fronts["haproxy"] = _url(sup, "haproxy")
+            fronts["pylb_workers2"] = _url(sup, "pylb_w2", w2_port)
+            result.update(_interleaved(fronts, duration))
+            result.setdefault("haproxy", None)
+            curve = _interleaved({str(n): _url(sup, f"pylb_{n}") for n in curve_ns},
+                                 max(duration / 2, 2))
+            result["members_curve"] = {n: r["rps"] for n, r in curve.items()}
         finally:
             sup.down(timeout=5)
     nginx_rps = result["nginx"]["rps"]
@@ -126,5 +156,6 @@ def run(duration: float) -> dict[str, Any]:
                                      result["members_curve"]["2"]),
     }
     result["setup"] = (f"wrk -t{THREADS} -c{CONNECTIONS} keep-alive; backend nginx return 200 "
-                       "(1 worker); fronts 1 process each; shared 2-core machine")
+                       f"(1 worker); fronts 1 process each; median of {ROUNDS} interleaved "
+                       "slices; shared 2-core machine")
     return result
