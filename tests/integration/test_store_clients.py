@@ -241,3 +241,56 @@ def test_redis_tls_and_password(start_lab: Any, tmp_path: Path) -> None:
                                       password="wrong")))
     asyncio.run(refused(RedisSettings(host=h, port=p, tls=True, password="s3cret")))  # no CA
     kill_stores(sup)
+
+
+def test_redis_sentinel_failover_keeps_sessions(start_lab: Any) -> None:
+    """Master + replica + one sentinel: kill -9 the master, the sentinel promotes the
+    replica, the store follows it and the session (replicated before the kill) is there."""
+    need(REDIS)
+    sentinel_conf = ("port {port}\nbind {host}\n"
+                     "sentinel monitor sessions {master.host} {master.port} 1\n"
+                     "sentinel down-after-milliseconds sessions 300\n"
+                     "sentinel failover-timeout sessions 2000\n")
+    replica = redis_spec("replica")
+    replica.args += ["--replicaof", "{master.host}", "{master.port}"]
+    replica.after = ["master"]
+    sentinel = ProcessSpec("sentinel", "command", [REDIS, "{file:sentinel.conf}", "--sentinel"],
+                           ready="tcp", after=["replica"],
+                           files={"sentinel.conf": sentinel_conf})
+    sup = start_lab(make_lab("sentinel-failover", [redis_spec("master"), replica, sentinel]))
+    h, p = sup.address("sentinel")
+
+    async def go() -> None:
+        st = RedisStore.connect(RedisSettings(mode="sentinel", sentinels=[f"{h}:{p}"],
+                                              sentinel_master="sessions", timeout=0.5))
+        meta = packb({"created": 1.0, "last_accessed": 1.0, "this_accessed": 1.0,
+                      "max_inactive": 60, "principal": None})
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # the sentinel needs a moment to learn about the replica
+                info = await st.client.info("replication")
+                if info.get("connected_slaves") == 1 and \
+                        info.get("slave0", {}).get("state") == "online":
+                    break
+                assert time.monotonic() < deadline, info
+                await asyncio.sleep(0.05)
+            await st.save("S-HA", [(META, b"", meta), (ATTR + "n", b"", packb(7))], ttl=60,
+                          creating=True)
+            assert await st.client.execute_command("WAIT", 1, 2000) == 1
+            sup.kill("master")
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    fields = await st.load("S-HA")
+                    await st.save("S-HA", [(ATTR + "n", packb(7), packb(8))], ttl=60)
+                    break
+                except StoreError:
+                    assert time.monotonic() < deadline, "no failover within 20 s"
+                    await asyncio.sleep(0.1)
+            assert fields is not None and fields[ATTR + "n"] == packb(7)
+            assert (await st.load("S-HA") or {})[ATTR + "n"] == packb(8)
+        finally:
+            await st.close()
+
+    asyncio.run(go())
+    kill_stores(sup)
