@@ -209,7 +209,7 @@ def test_head_then_get_on_the_same_connections(lab) -> None:
     for _ in range(4):  # both members' pooled connections see a HEAD, then a GET
         s = connect(lab.address("lb"))  # (keepalive_requests = 3 here)
         s.sendall(b"HEAD /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        st, hs, body = recv_response(s)
+        st, hs, body = recv_response(s, head_only=True)
         assert st == 200 and body == b"" and int(hs["content-length"]) == len(BIG)
         s.sendall(b"GET /after-head HTTP/1.1\r\nHost: x\r\n\r\n")
         st, _, body = recv_response(s)

@@ -27,17 +27,17 @@ def free_ports(n: int) -> list[int]:
 _LEFTOVER: weakref.WeakKeyDictionary[socket.socket, bytes] = weakref.WeakKeyDictionary()
 
 
-def recv_response(sock: socket.socket, timeout: float = 5.0) -> tuple[int, dict[str, str],
-                                                                      bytes]:
+def recv_response(sock: socket.socket, timeout: float = 5.0,
+                  head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
     """Read one Content-Length or chunked response (or to EOF) from `sock`; bytes of the
     next (pipelined) response are kept for the next call."""
-    status, headers, body, rest = _recv_response(sock, timeout)
+    status, headers, body, rest = _recv_response(sock, timeout, head_only)
     _LEFTOVER[sock] = rest
     return status, headers, body
 
 
-def _recv_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, str], bytes,
-                                                                 bytes]:
+def _recv_response(sock: socket.socket, timeout: float,
+                   head_only: bool) -> tuple[int, dict[str, str], bytes, bytes]:
     sock.settimeout(timeout)
     buf = _LEFTOVER.pop(sock, b"")
     while b"\r\n\r\n" not in buf:
@@ -53,6 +53,8 @@ def _recv_response(sock: socket.socket, timeout: float) -> tuple[int, dict[str, 
         k, _, v = line.partition(":")
         key = k.strip().lower()
         headers[key] = f"{headers[key]}, {v.strip()}" if key in headers else v.strip()
+    if head_only:
+        return status, headers, b"", rest
     if "content-length" in headers:
         n = int(headers["content-length"])
         while len(rest) < n:
