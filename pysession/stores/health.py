@@ -1,5 +1,6 @@
 """Store health as the store-backed managers see it: up / down, logged once per outage,
-retried after a pause, and the 503 answer for `fail_closed` and lock timeouts.
+retried after a pause; and the answers the node gives: 503 (`fail_closed`, lock timeouts),
+409 (a save that would lose a concurrent change).
 
 Sans-IO: every method takes `now`; the managers call `failed` when an operation raised
 `StoreError` and `ok` when one succeeded.
@@ -9,24 +10,23 @@ from __future__ import annotations
 
 import logging
 
-from pysession.manager import SessionLimitExceeded
+from pysession.manager import SessionError
 from pysession.store import StoreError
 
 log = logging.getLogger("pysession.stores")
 
 
-class SessionUnavailable(SessionLimitExceeded):
+class SessionUnavailable(SessionError):
     """The session cannot be served safely right now (store down with `fail_closed`, lock not
-    obtained within its bounded wait). pynode answers 503 with this text: it is a subclass of
-    SessionLimitExceeded because that is the exception the node already maps to 503; raised
-    at commit time, `http_status` says the same to the node's commit error path."""
+    obtained within its bounded wait): the node answers 503 with this text."""
 
     http_status = 503
 
 
 class SessionConflict(StoreError):
     """A save would overwrite an attribute another request changed meanwhile. Nothing was
-    written; pynode answers 409 and the client may retry."""
+    written; pynode answers 409 (`http_status`) and the client may retry. A StoreError
+    rather than a SessionError so the store layer can raise it without the manager."""
 
     http_status = 409
 
