@@ -380,14 +380,15 @@ class ClientConnection(asyncio.Protocol):
                 self._body_size = 0
                 if head.has_body:
                     self._arm("body", self.proxy.server.client_body_timeout)
+                    expect = head.get(b"expect")
+                    if expect is not None and expect.lower() == b"100-continue" and \
+                            head.version == "1.1" and not self._queue and not self._busy:
+                        self.write(CONTINUE)  # only at the head of the line: never inside
+                        # another response; a client kept waiting sends its body anyway
                     cl = head.content_length
                     if cl is not None and cl >= STREAM_MIN and not head.chunked:
                         self.stream = BodyStream(self)
                         self._queue.append((head, self.stream))
-                    expect = head.get(b"expect")
-                    if expect is not None and expect.lower() == b"100-continue" and \
-                            head.version == "1.1" and not self._queue and not self._busy:
-                        self.write(CONTINUE)
             elif cls is Body:
                 chunk = cast(Body, ev).data
                 if self.stream is not None:

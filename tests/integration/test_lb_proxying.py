@@ -392,7 +392,10 @@ def test_large_request_body_streamed_with_bounded_memory(lab) -> None:
     pid = lab.procs["lbws"].pid
     before = _rss_kb(pid)
     s = connect(lab.address("lbws"))
-    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+              b"Expect: 100-continue\r\n\r\n" % size)
+    s.settimeout(5)
+    assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
     digest = hashlib.sha256()
     for _ in range(size // len(block)):
         s.sendall(block)
