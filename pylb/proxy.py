@@ -868,6 +868,8 @@ class Proxy:
                 client.start_tunnel(conn)
                 return True
             group.release(conn, ex.upstream_keep, loop.time())
+            if ctx.head.upgrade:
+                return False  # refused upgrade: the client's parser already switched
             return ex.keep_client
         self._give_up(ctx, give_up)
         return ctx.keep
