@@ -100,6 +100,7 @@ upstream = "app"
 client_max_body_size = "1k"
 keepalive_requests = 3
 client_header_timeout = "400ms"
+client_body_timeout = "500ms"
 keepalive_timeout = "1s"
 access_log = "access.log"
 set_headers = {{ Host = "$host", X-Real-IP = "$remote_addr", \
@@ -294,6 +295,15 @@ def test_client_header_timeout_closes_without_answer(lab) -> None:
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
     s.settimeout(3)
     assert s.recv(100) == b""
+
+
+def test_client_body_timeout_is_408(lab) -> None:
+    s = connect(lab.address("lb"))
+    s.sendall(b"POST /slowbody HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    st, _, _ = recv_response(s, timeout=5)
+    assert st == 408
+    assert closed(s)
+    assert "/slowbody" not in logs(lab, "m1") + logs(lab, "m2")
 
 
 def test_keepalive_timeout_closes_idle_connection(lab) -> None:
