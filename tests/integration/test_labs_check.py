@@ -26,6 +26,10 @@ def story_module(lab: str) -> str:
     return "pylab.stories." + load_lab(lab).name.replace("-", "_")
 
 
+def has_story(lab: str) -> bool:
+    return importlib.util.find_spec(story_module(lab)) is not None
+
+
 def test_the_seed_labs_are_here() -> None:
     assert {"basic", "rr-no-sharing", "ip-hash", "cookie-sticky"} <= set(LABS)
 
@@ -33,7 +37,7 @@ def test_the_seed_labs_are_here() -> None:
 @pytest.mark.parametrize("lab", LABS)
 @pytest.mark.timeout(CHECK_TIMEOUT + 30)
 def test_pylab_check(lab: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec(story_module(lab)) is None:
+    if not has_story(lab):
         pytest.skip(f"lab {lab} has no story yet ({story_module(lab)})")
     r = subprocess.run([sys.executable, "-m", "pylab", "--run-dir", str(tmp_path), "check",
                         lab], capture_output=True, text=True, timeout=CHECK_TIMEOUT,
