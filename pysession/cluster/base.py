@@ -208,18 +208,20 @@ class ReplicatedManager(Manager):
         members = self.members()
         if not members:
             return 0
-        results = await asyncio.gather(
-            *(self.service.ask(m, msg, self.cfg.ack_timeout) for m in members),
-            return_exceptions=True)
+        futs = [self.service.ask_future(m, msg) for m in members]
+        await asyncio.wait(futs, timeout=self.cfg.ack_timeout)
         ok = 0
-        for m, r in zip(members, results, strict=True):
-            if isinstance(r, BaseException):
-                self.send_failures += 1
-                self.warn_once(f"ack:{m.uuid}", "no acknowledgement from %s within %.1fs "
-                               "(%s): carrying on", m.route, self.cfg.ack_timeout,
-                               r.__class__.__name__)
-            else:
+        for m, f in zip(members, futs, strict=True):
+            if f.done() and not f.cancelled() and f.exception() is None:
                 ok += 1
+                continue
+            why = "timeout" if not f.done() else repr(f.exception())
+            if not f.done():
+                self.service.channel.forget(f)
+                f.cancel()
+            self.send_failures += 1
+            self.warn_once(f"ack:{m.uuid}", "no acknowledgement from %s within %.1fs (%s): "
+                           "carrying on", m.route, self.cfg.ack_timeout, why)
         return ok
 
     async def start(self, now: float) -> None:

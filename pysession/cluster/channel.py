@@ -250,6 +250,15 @@ class Channel:
                     self.requests.pop(rid, None)
                     conn.pending.discard(rid)
 
+    def forget(self, fut: asyncio.Future[Any]) -> None:
+        """Drop the bookkeeping of a request nobody waits for any more (timed out)."""
+        for rid, (f, _) in list(self.requests.items()):
+            if f is fut:
+                del self.requests[rid]
+                for c in self.conns:
+                    c.pending.discard(rid)
+                return
+
     def fail_request(self, rid: int, exc: Exception) -> None:
         entry = self.requests.pop(rid, None)
         if entry is not None and not entry[0].done():

@@ -261,9 +261,22 @@ class ClusterService:
     async def ask(self, m: Member, msg: dict[str, Any], timeout: float,
                   on_part: Any = None) -> Any:
         """Send in order and wait for the reply; ChannelError / TimeoutError on failure."""
+        fut = self.ask_future(m, msg, on_part)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self.channel.forget(fut)
+            raise
+
+    def ask_future(self, m: Member, msg: dict[str, Any], on_part: Any = None
+                   ) -> asyncio.Future[Any]:
+        """Send in order; the future resolves with the reply (no timeout of its own)."""
+        conn = self.channel.link_now(m.uuid)
+        if conn is not None and m.uuid not in self._backlog:
+            return self.channel.start_request(conn, msg, on_part)
         outer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._enqueue(m, msg, outer, on_part)
-        return await asyncio.wait_for(outer, timeout)
+        return outer
 
     def _enqueue(self, m: Member, msg: dict[str, Any], outer: asyncio.Future[Any] | None,
                  on_part: Any) -> None:
