@@ -173,13 +173,13 @@ async def api_trace(request: web.Request) -> web.Response:
         return web.json_response({"error": "no lab is running"}, status=409)
     entry = sup.lab.entry
     via = ["client", entry]
+    if sup.procs[entry].kind == "pyvrrp":
+        # the balancer hop behind a VIP is inferred from who holds it when the batch starts
+        holder = await _vip_balancer(app)
+        via = [*via, holder] if holder else via
     records = []
     for _ in range(count):
-        snap_via = via
-        if sup.procs[entry].kind == "pyvrrp" or entry == "vip":
-            holder = await _vip_balancer(app)
-            snap_via = [*via, holder] if holder else via
-        rec = await tracer.probe(app[HTTP], sup.url(), visitor, snap_via)
+        rec = await tracer.probe(app[HTTP], sup.url(), visitor, via)
         records.append(rec.seq)
     return web.json_response({"ok": True, "visitor": visitor, "sent": len(records)})
 

@@ -267,7 +267,8 @@ class LabView:
         prev = self._prev.get(name)
         if prev is None or count < prev[1]:  # first sight, or the process restarted
             self._prev[name] = (now, count)
-            return self._rates.get(name, 0.0)
+            self._rates[name] = 0.0
+            return 0.0
         dt = now - prev[0]
         if dt >= 0.5:
             self._rates[name] = round((count - prev[1]) / dt, 1)
