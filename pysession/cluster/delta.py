@@ -304,7 +304,7 @@ class DeltaManager(ReplicatedManager):
                 log.warning("bad session in state transfer: %s", exc)
                 continue
             s.events = self.events
-            self.sessions.setdefault(base_id(s.id), s)
+            self.sessions[base_id(s.id)] = s       # the snapshot wins over anything earlier
             self.counts["transferred"] += 1
 
     def remember(self, s: Session, origin: str, msg: dict[str, Any]) -> None:
@@ -336,16 +336,32 @@ class DeltaManager(ReplicatedManager):
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self, now: float) -> None:
-        await super().start(now)
-        if not self.state_transfer:
-            return
+        # queue live messages from the moment the receiver opens: nothing (a relay from a
+        # dead incarnation of this node, an early delta) may land before the snapshot
+        self.transferring = self.state_transfer
+        t0 = time.monotonic()
+        try:
+            await super().start(now)
+            if self.state_transfer:
+                await self._transfer()
+        finally:
+            self.transfer_seconds = time.monotonic() - t0 if self.state_transfer else None
+            queued, self.queued = self.queued, []
+            self.transferring = False
+            now = time.time()
+            for _, msg in queued:
+                try:
+                    self.apply(msg, now)
+                except (WireError, KeyError, TypeError, ValueError) as exc:
+                    log.warning("bad queued message: %s", exc)
+
+    async def _transfer(self) -> None:
         await self.service.wait_for_members(self.cfg.join_wait)
         assert self.service.membership is not None
         oldest = self.service.membership.oldest()
         if oldest is None:
             log.info("%s: no older member: starting with no sessions", self.context)
             return
-        self.transferring = True
         t0 = time.monotonic()
         try:
             res = await self.service.ask(oldest, {"t": "getall", "ctx": self.context},
@@ -357,16 +373,6 @@ class DeltaManager(ReplicatedManager):
             log.warning("%s: state transfer from %s failed (%s); serving with the %d sessions "
                         "received", self.context, oldest.route, exc.__class__.__name__,
                         len(self.sessions))
-        finally:
-            self.transfer_seconds = time.monotonic() - t0
-            queued, self.queued = self.queued, []
-            self.transferring = False
-            now = time.time()
-            for _, msg in queued:
-                try:
-                    self.apply(msg, now)
-                except (WireError, KeyError, TypeError, ValueError) as exc:
-                    log.warning("bad queued message: %s", exc)
 
     def stats(self) -> dict[str, Any]:
         d = super().stats()
