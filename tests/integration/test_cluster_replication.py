@@ -208,6 +208,9 @@ def test_eight_concurrent_clients_lose_no_increment(start_lab: StartLab) -> None
     wait_members(sup, ["node1", "node2", "node3"], 2)
     first = Browser().post(sup.url(None, "/api/session"), {"incr": "n"}).json()
     sid = first["session_id"]
+    # async: the session exists elsewhere once its CREATED arrived (milliseconds)
+    assert wait_until(lambda: all(health(sup, n)["active"] == 1
+                                  for n in ("node1", "node2", "node3")))
     per_client = 30
     errors: list[str] = []
 
@@ -237,6 +240,9 @@ def test_session_lock_serialises_requests_across_nodes(start_lab: StartLab) -> N
     wait_members(sup, ["node1", "node2", "node3"], 2)
     first = Browser().post(sup.url(None, "/api/session"), {"incr": "n"}).json()
     sid = first["session_id"]
+    # async: the session exists elsewhere once its CREATED arrived (milliseconds)
+    assert wait_until(lambda: all(health(sup, n)["active"] == 1
+                                  for n in ("node1", "node2", "node3")))
     answers: list[int] = []
 
     def client() -> None:
