@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -129,14 +130,19 @@ class Channel:
         loop = asyncio.get_running_loop()
         lo, hi = self.ports
         last: OSError | None = None
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for port in range(lo, hi + 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                self.server = await loop.create_server(lambda: _Conn(self), self.host, port,
-                                                       reuse_address=True)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((self.host, port))
+                sock.listen(128)
             except OSError as exc:
+                sock.close()
                 last = exc
                 continue
-            self.port = self.server.sockets[0].getsockname()[1]
+            self.port = int(sock.getsockname()[1])
+            self.server = await loop.create_server(lambda: _Conn(self), sock=sock)
             return self.port
         raise ChannelError(f"no free receiver port in {lo}-{hi} on {self.host}: {last}")
 
