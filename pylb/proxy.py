@@ -277,11 +277,15 @@ def _pack_addr(addr: str) -> bytes:
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("_body", "_body_size", "_busy", "_deadline", "_head", "_packed", "_queue",
                  "_timer", "_timer_kind",
-                 "closing", "http11", "paused", "peer", "parser", "pending_tunnel", "proxy",
-                 "reading_paused", "served", "stream", "transport", "tunnel", "upstream")
+                 "closing", "http11", "loop", "paused", "peer", "parser", "pending_tunnel",
+                 "proxy", "reading_paused", "served", "stream", "transport", "tunnel",
+                 "upstream")
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
+        # looked up once per connection: on Python 3.11 every asyncio.get_running_loop()
+        # is a getpid() system call (fork check)
+        self.loop = asyncio.get_running_loop()
         self.parser = RequestParser(proxy.limits)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -443,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         if timeout <= 0:
             self._cancel_timer()
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         deadline = loop.time() + timeout
         self._timer_kind = kind
         self._deadline = deadline
@@ -460,7 +464,7 @@ class ClientConnection(asyncio.Protocol):
         self._timer = None
         if not self._deadline or self.transport is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._timeout)
             return
@@ -688,8 +692,7 @@ class Proxy:
         connection is ready, so the exchange runs on callbacks alone — no task, no future.
         Everything else (connecting, retries, streamed bodies, upgrades) runs in a task.
         """
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = client.loop.time()
         self.stats.requests += 1
         ctx = RequestCtx(client, head, body, keep, self.default, now)
         if isinstance(body, BodyStream) or head.upgrade:
@@ -739,7 +742,7 @@ class Proxy:
         assert ctx is not None and peer is not None and conn is not None
         client = ctx.client
         self._end(ex, peer)
-        loop = asyncio.get_running_loop()
+        loop = client.loop
         group = ctx.group
         if exc is None:
             group.balancer.report(peer, True, loop.time())

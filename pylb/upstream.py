@@ -46,10 +46,12 @@ class Sink(Protocol):
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("alive", "drained", "flow", "got_bytes", "head", "idle_since", "last_read",
-                 "on_close", "parser", "peer", "read_paused", "sink", "transport", "tunnel")
+                 "loop", "on_close", "parser", "peer", "read_paused", "sink", "transport",
+                 "tunnel")
 
     def __init__(self, peer: Peer) -> None:
         self.peer = peer
+        self.loop = asyncio.get_running_loop()  # once: each lookup is a getpid() on 3.11
         self.parser = ResponseParser()
         self.transport: asyncio.Transport | None = None
         self.sink: Sink | None = None
@@ -71,7 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.flow is not None:
             self.flow.pause_reading()
         elif self.drained is None:
-            self.drained = asyncio.get_running_loop().create_future()
+            self.drained = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self.flow is not None and not self.flow.is_closing():
@@ -138,7 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
-        self.last_read = asyncio.get_running_loop().time()
+        self.last_read = self.loop.time()
         try:
             events = self.parser.feed(data)
         except HttpError as exc:
