@@ -339,13 +339,11 @@ class DeltaManager(ReplicatedManager):
         # queue live messages from the moment the receiver opens: nothing (a relay from a
         # dead incarnation of this node, an early delta) may land before the snapshot
         self.transferring = self.state_transfer
-        t0 = time.monotonic()
         try:
             await super().start(now)
             if self.state_transfer:
                 await self._transfer()
         finally:
-            self.transfer_seconds = time.monotonic() - t0 if self.state_transfer else None
             queued, self.queued = self.queued, []
             self.transferring = False
             now = time.time()
@@ -373,6 +371,8 @@ class DeltaManager(ReplicatedManager):
             log.warning("%s: state transfer from %s failed (%s); serving with the %d sessions "
                         "received", self.context, oldest.route, exc.__class__.__name__,
                         len(self.sessions))
+        finally:
+            self.transfer_seconds = time.monotonic() - t0   # GET_ALL_SESSIONS to the last part
 
     def stats(self) -> dict[str, Any]:
         d = super().stats()
