@@ -47,7 +47,7 @@ from pysession.managers.memcached_core import (
 )
 from pysession.session import DEFAULT_MAX_INACTIVE, Session
 from pysession.store import StoreError
-from pysession.stores.health import SessionConflict, SessionUnavailable
+from pysession.stores.health import SessionConflict, SessionUnavailable, retry_lock
 from pysession.stores.memcached import MemcachedNode, MemcachedStore, parse_nodes
 
 if TYPE_CHECKING:
@@ -241,21 +241,21 @@ class MemcachedSessionManager(StandardManager):
             node = self.ring.next_after(node, now) or node
         parts = parse_session_id(sid)
         key = lock_key(parts.base if parts else sid)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_wait
-        delay = 0.002
-        while True:
+        class _StoreDown(Exception):
+            pass
+
+        async def try_once() -> tuple[str, str] | None:
             try:
                 if await self._call(node, now, "add", key, b"1", max(self.lock_wait * 2, 5)):
                     return key, node
             except StoreError:
-                return None  # store down: no lock to take; the degraded path applies
-            if loop.time() >= deadline:
-                self.counters["lock_timeouts"] += 1
-                raise SessionUnavailable(f"session is locked by another request (waited "
-                                         f"{self.lock_wait:g} s); try again")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+                raise _StoreDown from None
+            return None
+
+        try:
+            return await retry_lock(try_once, self.lock_wait, self.counters)
+        except _StoreDown:
+            return None  # store down: no lock to take; the degraded path applies
 
     async def _release(self, session: Session, now: float) -> None:
         held = session.notes.pop(N_LOCK, None)

@@ -23,7 +23,6 @@ when redis returns; `fail_closed = true` answers 503 instead.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ from pysession.ids import parse_session_id
 from pysession.manager import RequestInfo, StandardManager
 from pysession.session import DEFAULT_MAX_INACTIVE, Session
 from pysession.store import StoreError
-from pysession.stores.health import Health, SessionUnavailable
+from pysession.stores.health import Health, SessionUnavailable, retry_lock
 from pysession.stores.redis import (
     ABSENT,
     ATTR,
@@ -132,19 +131,11 @@ class RedisSessionManager(StandardManager):
         return r
 
     async def _lock(self, sid: str, now: float) -> str | None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.lock_wait
-        delay = 0.002
-        while True:
+        async def try_once() -> str | None:
             token = await self._io(self.store.lock(sid, max(self.lock_wait * 2, 5.0)), now)
-            if token:
-                return str(token)
-            if loop.time() >= deadline:
-                self.counters["lock_timeouts"] += 1
-                raise SessionUnavailable(f"session is locked by another request (waited "
-                                         f"{self.lock_wait:g} s); try again")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            return str(token) if token else None
+
+        return await retry_lock(try_once, self.lock_wait, self.counters)
 
     async def _unlock(self, s: Session, now: float) -> None:
         token = s.notes.pop(N_LOCK, None)

@@ -8,7 +8,10 @@ Sans-IO: every method takes `now`; the managers call `failed` when an operation 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from pysession.manager import SessionError
 from pysession.store import StoreError
@@ -70,3 +73,26 @@ class Health:
     def stats(self) -> dict[str, object]:
         return {"up": self.down_since is None, "failures": self.failures,
                 "last_error": self.last_error}
+
+
+T = TypeVar("T")
+
+
+async def retry_lock(try_once: Callable[[], Awaitable[T | None]], wait: float,
+                     counters: dict[str, int]) -> T:
+    """Call `try_once` with exponential backoff (2 ms .. 50 ms) until it returns a lock token
+    or `wait` seconds have passed; then count a lock timeout and answer 503. Both store-backed
+    managers lock this way, so neither ever goes on without the lock."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.002
+    while True:
+        token = await try_once()
+        if token:
+            return token
+        if loop.time() >= deadline:
+            counters["lock_timeouts"] += 1
+            raise SessionUnavailable(f"session is locked by another request (waited "
+                                     f"{wait:g} s); try again")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
