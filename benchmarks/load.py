@@ -14,6 +14,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# A session-writing client: POST {"incr": "n"} to the probe, keeping the session cookie it is
+# given. wrk keeps one Lua state per thread, so all connections of a thread share one session.
+KEEP_COOKIE_LUA = """
+local cookie = nil
+wrk.method = "POST"
+wrk.body = '{"incr": "n"}'
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  if cookie then wrk.headers["Cookie"] = cookie end
+  return wrk.format()
+end
+response = function(status, headers, body)
+  local c = headers["Set-Cookie"]
+  if c then cookie = string.match(c, "^([^;]+)") end
+end
+"""
+
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 

@@ -17,26 +17,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import ratio, wrk_run
+from benchmarks.load import KEEP_COOKIE_LUA, ratio, wrk_run
 from pylab.supervisor import Supervisor
 from pylab.topology import Lab, ProcessSpec
 
 TOMCAT_REFERENCE = {"nosession": {"rps": 45000.0}, "session_write": {"rps": 48000.0}}
-
-KEEP_COOKIE_LUA = """
-local cookie = nil
-wrk.method = "POST"
-wrk.body = '{"incr": "n"}'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  if cookie then wrk.headers["Cookie"] = cookie end
-  return wrk.format()
-end
-response = function(status, headers, body)
-  local c = headers["Set-Cookie"]
-  if c then cookie = string.match(c, "^([^;]+)") end
-end
-"""
 
 
 def _keys(r: dict[str, Any]) -> dict[str, Any]:

@@ -29,27 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import BenchError, ratio, wrk_run
+from benchmarks.load import KEEP_COOKIE_LUA, BenchError, ratio, wrk_run
 from pylab.supervisor import Supervisor
 from pylab.topology import Lab, ProcessSpec
 
 TOMCAT_REFERENCE = {"delta_async": {"rps": 24500.0, "p99_ms": 5.5}}
 SESSIONS = 20_000
-
-KEEP_COOKIE_LUA = """
-local cookie = nil
-wrk.method = "POST"
-wrk.body = '{"incr": "n"}'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  if cookie then wrk.headers["Cookie"] = cookie end
-  return wrk.format()
-end
-response = function(status, headers, body)
-  local c = headers["Set-Cookie"]
-  if c then cookie = string.match(c, "^([^;]+)") end
-end
-"""
 
 # every request without a cookie makes a new session; stop after SESSIONS answers
 MAKE_SESSIONS_LUA = f"""
