@@ -152,15 +152,17 @@ Event = RequestHead | ResponseHead | Body | EndOfMessage | Upgrade
 
 
 class _Base:
-    """Shared header accumulation with nginx-style size accounting."""
+    """Shared header accumulation with nginx-style size accounting.
+
+    `on_header` runs once per header line of every message through pylb and pynode, so it
+    does as little as it can: the size checks, and a case-folded name comparison only for
+    names as long as `content-length` (14) or `transfer-encoding` (17).
+    """
 
     def __init__(self, limits: Limits | None) -> None:
         self.limits = limits or Limits()
         self._events: list[Event] = []
         self._headers: Headers = []
-        self._name = b""
-        self._value = b""
-        self._in_value = False
         self._header_bytes = 0
         self._body_bytes = 0
         self._content_length: int | None = None
@@ -168,9 +170,6 @@ class _Base:
 
     def on_message_begin(self) -> None:
         self._headers = []
-        self._name = b""
-        self._value = b""
-        self._in_value = False
         self._header_bytes = 0
         self._body_bytes = 0
         self._content_length = None
@@ -178,19 +177,22 @@ class _Base:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lim = self.limits
-        n = len(name) + len(value) + 4
+        ln = len(name)
+        n = ln + len(value) + 4
         if n > lim.max_header_line:
             raise HttpError(400, "Request Header Or Cookie Too Large")
-        self._header_bytes += n
-        if self._header_bytes > lim.max_header_size:
+        n += self._header_bytes
+        if n > lim.max_header_size:
             raise HttpError(400, "Request Header Or Cookie Too Large")
-        lname = name.lower()
-        if lname == b"content-length":
-            if not value.strip().isdigit():
-                raise HttpError(400, "bad Content-Length")
-            self._content_length = int(value)
-        elif lname == b"transfer-encoding":
-            self._chunked = value.strip().lower().endswith(b"chunked")
+        self._header_bytes = n
+        if ln == 14 or ln == 17:
+            lname = name.lower()
+            if lname == b"content-length":
+                if not value.strip().isdigit():
+                    raise HttpError(400, "bad Content-Length")
+                self._content_length = int(value)
+            elif lname == b"transfer-encoding":
+                self._chunked = value.strip().lower().endswith(b"chunked")
         self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
@@ -211,7 +213,12 @@ class RequestParser(_Base):
         self.upgraded = False
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # _Base.on_message_begin inlined (a super() call per message is measurable)
+        self._headers = []
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._content_length = None
+        self._chunked = False
         self._url = b""
 
     def on_url(self, url: bytes) -> None:
@@ -231,21 +238,17 @@ class RequestParser(_Base):
 
     def on_body(self, body: bytes) -> None:
         mbs = self.limits.max_body_size
-        if mbs and self._body_bytes + len(body) > mbs:
+        n = self._body_bytes + len(body)
+        if mbs and n > mbs:
             raise HttpError(413)
-        super().on_body(body)
+        self._body_bytes = n
+        self._events.append(Body(body))
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse `data`; return the events it completes. Raises HttpError on bad input
         (with `.events` holding what `data` completed before the error)."""
-        try:
-            return self._feed(data)
-        except HttpError as exc:
-            exc.events = self._events
-            raise
-
-    def _feed(self, data: bytes) -> list[Event]:
-        self._events = []
+        events: list[Event] = []
+        self._events = events
         if self.upgraded:
             return [Upgrade(data)]
         try:
@@ -253,19 +256,23 @@ class RequestParser(_Base):
         except httptools.HttpParserUpgrade as up:
             self.upgraded = True
             offset = up.args[0] if up.args else len(data)
-            self._events.append(Upgrade(data[offset:]))
+            events.append(Upgrade(data[offset:]))
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__ or exc.__cause__
-            if isinstance(cause, HttpError):
-                raise cause from None
-            raise HttpError(400, str(exc)) from None
+            err = cause if isinstance(cause, HttpError) else HttpError(400, str(exc))
+            err.events = events
+            raise err from None
         except httptools.HttpParserInvalidURLError:
-            raise HttpError(400, "invalid request target") from None
+            err = HttpError(400, "invalid request target")
+            err.events = events
+            raise err from None
         except httptools.HttpParserError as exc:
-            if isinstance(exc.__context__, HttpError):
-                raise exc.__context__ from None
-            raise HttpError(400, str(exc) or "malformed request") from None
-        return self._events
+            cause = exc.__context__
+            err = cause if isinstance(cause, HttpError) else \
+                HttpError(400, str(exc) or "malformed request")
+            err.events = events
+            raise err from None
+        return events
 
 
 class ResponseParser(_Base):
@@ -289,7 +296,11 @@ class ResponseParser(_Base):
         self._head_only = True
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self._headers = []
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._content_length = None
+        self._chunked = False
         self._reason = b""
 
     def on_status(self, reason: bytes) -> None:
