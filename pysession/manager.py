@@ -90,7 +90,21 @@ class Manager(abc.ABC):
         self.created_count = 0
         self.rejected_count = 0
 
+    #: maxActiveSessions (-1: unlimited); see check_capacity
+    max_active = -1
+
     # -- sans-IO core -----------------------------------------------------------------
+    def check_capacity(self, now: float) -> None:
+        """Refuse a new session past `max_active` (after sweeping the expired ones), like
+        Tomcat's TooManyActiveSessionsException."""
+        if 0 <= self.max_active <= len(self):
+            self.sweep(now)
+            if len(self) >= self.max_active:
+                self.rejected_count += 1
+                raise SessionLimitExceeded(
+                    f"createSession: too many active sessions (maxActiveSessions="
+                    f"{self.max_active})")
+
     @abc.abstractmethod
     def create(self, now: float) -> Session:
         """A new session with a fresh id; raises SessionLimitExceeded when refused."""
@@ -204,15 +218,6 @@ class StandardManager(Manager):
             sid = self.new_id()
             if sid not in self.sessions:
                 return sid
-
-    def check_capacity(self, now: float) -> None:
-        if 0 <= self.max_active <= len(self.sessions):
-            self.sweep(now)
-            if len(self.sessions) >= self.max_active:
-                self.rejected_count += 1
-                raise SessionLimitExceeded(
-                    f"createSession: too many active sessions (maxActiveSessions="
-                    f"{self.max_active})")
 
     def create(self, now: float) -> Session:
         self.check_capacity(now)

@@ -16,7 +16,7 @@ from pysession.cluster.config import ClusterConfig, parse_cluster
 from pysession.cluster.membership import Member, MemberEvent
 from pysession.cluster.service import ClusterService
 from pysession.ids import with_route
-from pysession.manager import Manager, SessionLimitExceeded
+from pysession.manager import Manager
 from pysession.options import ManagerEnv, Options
 from pysession.session import DEFAULT_MAX_INACTIVE, Session
 
@@ -98,13 +98,7 @@ class ReplicatedManager(Manager):
 
     # -- sans-IO core -----------------------------------------------------------------
     def create(self, now: float) -> Session:
-        if 0 <= self.max_active <= len(self.sessions):
-            self.sweep(now)
-            if len(self.sessions) >= self.max_active:
-                self.rejected_count += 1
-                raise SessionLimitExceeded(
-                    f"createSession: too many active sessions (maxActiveSessions="
-                    f"{self.max_active})")
+        self.check_capacity(now)
         while True:
             sid = self.new_id()
             if base_id(sid) not in self.sessions:
