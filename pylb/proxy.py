@@ -55,6 +55,8 @@ log = logging.getLogger("pylb.proxy")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 NON_IDEMPOTENT_MAX_IDLE = 2.0
+# set_headers value kinds, decided once per config (Proxy._set_ops)
+_SET_HOST, _SET_REMOTE, _SET_XFF, _SET_HTTP, _SET_LITERAL = range(5)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_QUEUED = 16  # pipelined requests buffered before we stop reading the client
 SWEEP_INTERVAL = 0.1  # read-timeout granularity
@@ -102,9 +104,20 @@ class Exchange:
             self.out.append(encode_response_head(101, h.headers, h.reason or None))
             self.head_written = True
             return
-        conn_tokens = _connection_tokens(h.get(b"connection"))
-        hs = [(k, v) for k, v in h.headers
-              if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
+        # one pass, one lower() per header; the tokens the (first) Connection header lists
+        # are removed by a second pass only when they name more than hop-by-hop headers
+        hs: list[tuple[bytes, bytes]] = []
+        conn: bytes | None = None
+        for kv in h.headers:
+            lk = kv[0].lower()
+            if lk in HOP_BY_HOP:
+                if conn is None and lk == b"connection":
+                    conn = kv[1]
+                continue
+            hs.append(kv)
+        if conn and not _only_hop_by_hop(conn):
+            conn_tokens = _connection_tokens(conn)
+            hs = [(k, v) for k, v in hs if k.lower() not in conn_tokens]
         hs.extend(self.extra)
         no_body = self.head_only or status in (204, 304)
         if not no_body and h.content_length is None:
@@ -267,6 +280,14 @@ def _connection_tokens(value: bytes | None) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for t in value.split(b","))
 
 
+def _only_hop_by_hop(value: bytes) -> bool:
+    """Does a Connection header list nothing but names that are hop-by-hop anyway?"""
+    lv = value.lower()
+    if lv == b"keep-alive" or lv == b"upgrade":
+        return True
+    return _connection_tokens(value) <= HOP_BY_HOP
+
+
 def _pack_addr(addr: str) -> bytes:
     try:
         return ipaddress.ip_address(addr).packed
@@ -277,7 +298,8 @@ def _pack_addr(addr: str) -> bytes:
 class ClientConnection(asyncio.Protocol):
     __slots__ = ("_body", "_body_size", "_busy", "_deadline", "_head", "_packed", "_queue",
                  "_timer", "_timer_kind",
-                 "closing", "http11", "loop", "paused", "peer", "parser", "pending_tunnel",
+                 "closing", "http11", "loop", "paused", "peer", "peer_bytes", "parser",
+                 "pending_tunnel",
                  "proxy", "reading_paused", "served", "stream", "transport", "tunnel",
                  "upstream")
 
@@ -289,6 +311,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = RequestParser(proxy.limits)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.peer_bytes = b""
         self._queue: deque[tuple[RequestHead | None, bytes | int | BodyStream]] = deque()
         self._head: RequestHead | None = None
         self._body: list[bytes] = []
@@ -313,6 +336,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        self.peer_bytes = self.peer.encode()
         self.proxy.clients.add(self)
         self.proxy.stats.connections += 1
         self._arm("header", self.proxy.server.client_header_timeout)
@@ -594,6 +618,20 @@ class Proxy:
             sets.append((name.encode(), value.replace("$scheme", scheme.decode())))
         self._sets = sets
         self._set_lower = frozenset(n.lower() for n, _ in sets)
+        # the same, decided once: (kind, header name, literal value or $http_ header name)
+        ops: list[tuple[int, bytes, bytes]] = []
+        for hname, how in sets:
+            if how == "$host":
+                ops.append((_SET_HOST, hname, b""))
+            elif how == "$remote_addr":
+                ops.append((_SET_REMOTE, hname, b""))
+            elif how == "$proxy_add_x_forwarded_for":
+                ops.append((_SET_XFF, hname, b""))
+            elif how.startswith("$http_"):
+                ops.append((_SET_HTTP, hname, how[6:].replace("_", "-").encode()))
+            elif how:
+                ops.append((_SET_LITERAL, hname, how.encode()))
+        self._set_ops = ops
 
     def error_response(self, status: int, keep: bool, head_only: bool) -> bytes:
         body = self.server.error_pages.get(status) or error_page(status)
@@ -601,6 +639,71 @@ class Proxy:
 
     def request_bytes(self, client: ClientConnection, head: RequestHead, body: bytes,
                       strip: bytes | None, length: int | None = None) -> bytes:
+        """The request as sent to a member: head rewritten (hop-by-hop headers out,
+        `set_headers` in, Content-Length for a buffered body) plus the body, one bytes.
+
+        Built straight into one list of parts (one lower() per header). A Connection header
+        listing more than hop-by-hop names (`close`, custom tokens) takes the general
+        `_request_bytes_listed` path, which produces the same bytes.
+        """
+        set_lower = self._set_lower
+        parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n", b""]  # [4]: $host lines
+        host = b""
+        xff: bytes | None = None
+        conn: bytes | None = None
+        for k, v in head.headers:
+            lk = k.lower()
+            if lk in HOP_BY_HOP:
+                if conn is None and lk == b"connection":
+                    conn = v
+                continue
+            if lk == b"host":
+                host = v
+            elif lk == b"x-forwarded-for":
+                xff = v if xff is None else xff + b", " + v
+                continue
+            if lk == b"content-length" or lk == b"expect" or lk in set_lower:
+                continue
+            if strip is not None and lk == b"cookie":
+                v = strip_cookie(v, strip)
+                if not v:
+                    continue
+            parts += (k, b": ", v, b"\r\n")
+        if conn and not _only_hop_by_hop(conn):
+            return self._request_bytes_listed(client, head, body, strip, length)
+        peer = client.peer_bytes
+        for kind, name, arg in self._set_ops:
+            if kind == _SET_HOST:
+                parts[4] += name + b": " + (host or b"localhost") + b"\r\n"
+            elif kind == _SET_REMOTE:
+                parts += (name, b": ", peer, b"\r\n")
+            elif kind == _SET_XFF:
+                parts += (name, b": ", xff + b", " + peer if xff else peer, b"\r\n")
+            elif kind == _SET_HTTP:
+                hv = head.get(arg)
+                if hv is not None:
+                    parts += (name, b": ", hv, b"\r\n")
+            else:
+                parts += (name, b": ", arg, b"\r\n")
+        if xff is not None and b"x-forwarded-for" not in set_lower:
+            parts += (b"X-Forwarded-For: ", xff, b"\r\n")
+        if head.upgrade:
+            up = head.get(b"upgrade")
+            if up is not None:
+                parts += (b"Upgrade: ", up, b"\r\nConnection: upgrade\r\n")
+        if length is not None:
+            parts.append(b"Content-Length: %d\r\n\r\n" % length)
+        elif body or head.method in (b"POST", b"PUT", b"PATCH"):
+            parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
+        else:
+            parts.append(b"\r\n")
+        if body:
+            parts.append(body)
+        return b"".join(parts)
+
+    def _request_bytes_listed(self, client: ClientConnection, head: RequestHead, body: bytes,
+                              strip: bytes | None, length: int | None) -> bytes:
+        """`request_bytes` for a Connection header that lists other headers to drop."""
         conn_tokens = _connection_tokens(head.get(b"connection"))
         set_lower = self._set_lower
         hs: list[tuple[bytes, bytes]] = []
@@ -621,7 +724,7 @@ class Proxy:
                 if not v:
                     continue
             hs.append((k, v))
-        peer = client.peer.encode()
+        peer = client.peer_bytes
         front: list[tuple[bytes, bytes]] = []
         for name, value in self._sets:
             if value == "$host":
