@@ -63,7 +63,7 @@ anything = "goes to the cluster managers"
     root = next(x for x in node.contexts if x.path == "/")
     test = next(x for x in node.contexts if x.path == "/test")
     assert root.manager.kind == "standard" and root.manager.max_inactive == 60
-    assert root.manager.max_active == 10  # type: ignore[attr-defined]
+    assert root.manager.max_active == 10
     assert test.manager.kind == "persistent" and test.cookie.secure
     assert test.cookie.header(__import__("pysession").SetCookie("X")).endswith(
         "Secure; HttpOnly; SameSite=Strict")
