@@ -372,7 +372,8 @@ class ClientConnection(asyncio.Protocol):
                 self.tunnel.transport.write(data)
             return
         if self._timer_kind != "body":
-            self._cancel_timer()
+            self._deadline = 0.0  # _cancel_timer(), inlined
+            self._timer_kind = ""
         try:
             events = self.parser.feed(data)
         except HttpError as exc:
@@ -402,11 +403,11 @@ class ClientConnection(asyncio.Protocol):
         for ev in events:
             cls = ev.__class__
             if cls is RequestHead:
-                head = cast(RequestHead, ev)
+                head: RequestHead = ev  # type: ignore[assignment]  # (cast() is a call)
                 self._head = head
                 self._body = []
                 self._body_size = 0
-                if head.has_body:
+                if head.chunked or head.content_length:  # head.has_body
                     self._arm("body", self.proxy.server.client_body_timeout)
                     expect = head.get(b"expect")
                     if expect is not None and expect.lower() == b"100-continue" and \
@@ -418,7 +419,7 @@ class ClientConnection(asyncio.Protocol):
                         self.stream = BodyStream(self)
                         self._queue.append((head, self.stream))
             elif cls is Body:
-                chunk = cast(Body, ev).data
+                chunk = ev.data  # type: ignore[union-attr]
                 if self.stream is not None:
                     self.stream.feed(chunk)
                 else:
@@ -546,7 +547,7 @@ class ClientConnection(asyncio.Protocol):
             keep = (head.keep_alive and not proxy.stopping and
                     self.served < proxy.server.keepalive_requests)
             try:
-                proxy.dispatch(self, head, cast("bytes | BodyStream", body), keep)
+                proxy.dispatch(self, head, body, keep)  # type: ignore[arg-type]
             except Exception:
                 log.exception("proxy error")
                 self.close()
@@ -592,6 +593,7 @@ class Proxy:
         self.inflight: set[Exchange] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._fast_done_cb = self._fast_done  # one bound method, not one per request
         self.apply_config(cfg)
 
     def apply_config(self, cfg: LbConfig) -> None:
@@ -798,7 +800,7 @@ class Proxy:
         now = client.loop.time()
         self.stats.requests += 1
         ctx = RequestCtx(client, head, body, keep, self.default, now)
-        if isinstance(body, BodyStream) or head.upgrade:
+        if body.__class__ is BodyStream or head.upgrade:
             self._spawn(self._slow(ctx, None))
             return
         peer, extra, give_up = self._choose(ctx, now)
@@ -814,7 +816,7 @@ class Proxy:
             return
         ctx.tries -= 1
         ex = Exchange(client, keep, ctx.head_only, False, extra)
-        ex.cb = self._fast_done
+        ex.cb = self._fast_done_cb
         ex.ctx = ctx
         ex.peer = peer
         ex.reused = True
@@ -848,9 +850,12 @@ class Proxy:
         loop = client.loop
         group = ctx.group
         if exc is None:
-            group.balancer.report(peer, True, loop.time())
-            self.access.log(client, ctx.head, ex.status, ex.body_bytes, ctx.started, peer)
-            group.release(conn, ex.upstream_keep, loop.time())
+            now = loop.time()
+            group.balancer.report(peer, True, now)
+            access = self.access
+            if access.enabled:
+                access.log(client, ctx.head, ex.status, ex.body_bytes, ctx.started, peer)
+            group.release(conn, ex.upstream_keep, now)
             client.request_done(ex.keep_client)
             return
         retry = self._failed(ctx, ex, peer, conn, exc)

@@ -260,7 +260,8 @@ class UpstreamGroup:
 
     def release(self, conn: UpstreamConnection, keep: bool, now: float) -> None:
         conn.sink = None
-        conn.resume()  # paused for a slow client whose answer is now complete
+        if conn.read_paused:
+            conn.resume()  # paused for a slow client whose answer is now complete
         pool = self.idle[conn.peer.index]
         if keep and conn.alive and not self.retired and len(pool) < self.cfg.keepalive:
             conn.idle_since = now

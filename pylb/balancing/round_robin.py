@@ -57,7 +57,7 @@ class RoundRobin(Balancer):
     def report(self, peer: Peer, ok: bool, now: float) -> None:
         if not ok:
             self._materialise()
-        super().report(peer, ok, now)
+        Balancer.report(self, peer, ok, now)  # not super(): this runs once per request
 
     def select_primary(self, pick: Pick, now: float) -> Peer | None:
         if self.fast:
