@@ -104,20 +104,43 @@ class Exchange:
             self.out.append(encode_response_head(101, h.headers, h.reason or None))
             self.head_written = True
             return
-        # one pass, one lower() per header; the tokens the (first) Connection header lists
-        # are removed by a second pass only when they name more than hop-by-hop headers
-        hs: list[tuple[bytes, bytes]] = []
-        conn: bytes | None = None
-        for kv in h.headers:
-            lk = kv[0].lower()
-            if lk in HOP_BY_HOP:
-                if conn is None and lk == b"connection":
-                    conn = kv[1]
-                continue
-            hs.append(kv)
-        if conn and not _only_hop_by_hop(conn):
-            conn_tokens = _connection_tokens(conn)
-            hs = [(k, v) for k, v in hs if k.lower() not in conn_tokens]
+        reason = h.reason
+        if reason:
+            # the head goes straight into `out` as parts (flush joins head and body once);
+            # one lower() per header. A Connection header listing more than hop-by-hop
+            # names takes the general path below, which gives the same bytes.
+            out = self.out
+            mark = len(out)
+            out += (b"HTTP/1.1 %d " % status, reason, b"\r\n")
+            conn: bytes | None = None
+            for k, v in h.headers:
+                lk = k.lower()
+                if lk in HOP_BY_HOP:
+                    if conn is None and lk == b"connection":
+                        conn = v
+                    continue
+                out += (k, b": ", v, b"\r\n")
+            if not conn or _only_hop_by_hop(conn):
+                for k, v in self.extra:
+                    out += (k, b": ", v, b"\r\n")
+                if not (self.head_only or status == 204 or status == 304) \
+                        and h.content_length is None:
+                    if self.client.http11:
+                        out.append(b"Transfer-Encoding: chunked\r\n")
+                        self.chunked_out = True
+                    else:
+                        self.keep_client = False
+                out.append(b"\r\n" if self.keep_client else b"Connection: close\r\n\r\n")
+                self.head_written = True
+                return
+            del out[mark:]
+        self._head_general(h, status)
+
+    def _head_general(self, h: ResponseHead, status: int) -> None:
+        """`on_head` for an empty reason phrase or a Connection header listing headers."""
+        conn_tokens = _connection_tokens(h.get(b"connection"))
+        hs = [(k, v) for k, v in h.headers
+              if k.lower() not in HOP_BY_HOP and k.lower() not in conn_tokens]
         hs.extend(self.extra)
         no_body = self.head_only or status in (204, 304)
         if not no_body and h.content_length is None:
@@ -620,19 +643,20 @@ class Proxy:
             sets.append((name.encode(), value.replace("$scheme", scheme.decode())))
         self._sets = sets
         self._set_lower = frozenset(n.lower() for n, _ in sets)
-        # the same, decided once: (kind, header name, literal value or $http_ header name)
+        # the same, decided once: (kind, b"Name: ", literal value or $http_ header name)
         ops: list[tuple[int, bytes, bytes]] = []
         for hname, how in sets:
+            prefix = hname + b": "
             if how == "$host":
-                ops.append((_SET_HOST, hname, b""))
+                ops.append((_SET_HOST, prefix, b""))
             elif how == "$remote_addr":
-                ops.append((_SET_REMOTE, hname, b""))
+                ops.append((_SET_REMOTE, prefix, b""))
             elif how == "$proxy_add_x_forwarded_for":
-                ops.append((_SET_XFF, hname, b""))
+                ops.append((_SET_XFF, prefix, b""))
             elif how.startswith("$http_"):
-                ops.append((_SET_HTTP, hname, how[6:].replace("_", "-").encode()))
+                ops.append((_SET_HTTP, prefix, how[6:].replace("_", "-").encode()))
             elif how:
-                ops.append((_SET_LITERAL, hname, how.encode()))
+                ops.append((_SET_LITERAL, prefix, how.encode()))
         self._set_ops = ops
 
     def error_response(self, status: int, keep: bool, head_only: bool) -> bytes:
@@ -674,19 +698,19 @@ class Proxy:
         if conn and not _only_hop_by_hop(conn):
             return self._request_bytes_listed(client, head, body, strip, length)
         peer = client.peer_bytes
-        for kind, name, arg in self._set_ops:
+        for kind, prefix, arg in self._set_ops:
             if kind == _SET_HOST:
-                parts[4] += name + b": " + (host or b"localhost") + b"\r\n"
+                parts[4] += prefix + (host or b"localhost") + b"\r\n"
             elif kind == _SET_REMOTE:
-                parts += (name, b": ", peer, b"\r\n")
+                parts += (prefix, peer, b"\r\n")
             elif kind == _SET_XFF:
-                parts += (name, b": ", xff + b", " + peer if xff else peer, b"\r\n")
+                parts += (prefix, xff + b", " + peer if xff else peer, b"\r\n")
             elif kind == _SET_HTTP:
                 hv = head.get(arg)
                 if hv is not None:
-                    parts += (name, b": ", hv, b"\r\n")
+                    parts += (prefix, hv, b"\r\n")
             else:
-                parts += (name, b": ", arg, b"\r\n")
+                parts += (prefix, arg, b"\r\n")
         if xff is not None and b"x-forwarded-for" not in set_lower:
             parts += (b"X-Forwarded-For: ", xff, b"\r\n")
         if head.upgrade:

@@ -149,12 +149,13 @@ class UpstreamConnection(asyncio.Protocol):
             sink.on_lost(exc)
             return
         for ev in events:
-            if ev.__class__ is Body:
-                sink.on_body(ev.data)
-            elif ev.__class__ is ResponseHead:
-                self.head = ev
-                sink.on_head(ev)
-            elif ev.__class__ is EndOfMessage:
+            cls = ev.__class__
+            if cls is Body:
+                sink.on_body(ev.data)  # type: ignore[union-attr]
+            elif cls is ResponseHead:
+                self.head = ev  # type: ignore[assignment]
+                sink.on_head(ev)  # type: ignore[arg-type]
+            elif cls is EndOfMessage:
                 head = self.head
                 if head is None or head.status < 200:
                     continue  # 1xx interim answer, or 101 whose Upgrade event follows
