@@ -8,6 +8,7 @@ string format per request on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -32,6 +33,8 @@ class AccessLog:
         self.enabled = path != "off"
         self._out: IO[str] | None = None
         self._last_flush = 0.0
+        self._stamp_sec = -1
+        self._stamp_text = ""
         if path == "-":
             self._out = sys.stderr
         elif self.enabled:
@@ -42,8 +45,6 @@ class AccessLog:
         out = self._out
         if out is None:
             return
-        import asyncio
-
         elapsed = asyncio.get_running_loop().time() - started
         now = time.time()
         if self.fmt == "json":
@@ -59,7 +60,7 @@ class AccessLog:
                 "upstream_name": peer.name if peer else None,
             }, separators=(",", ":"))
         else:
-            ts = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+            ts = self._stamp(now)
             request = b"%s %s HTTP/%s" % (head.method, head.target, head.version.encode())
             line = (f'{client.peer} - - [{ts}] "{_q(request)}" {status} {nbytes} '
                     f'"{_q(head.get(b"referer"))}" "{_q(head.get(b"user-agent"))}"')
@@ -78,10 +79,19 @@ class AccessLog:
             line = json.dumps({"time": round(now, 3), "remote_addr": remote,
                                "status": status, "body_bytes_sent": 0})
         else:
-            ts = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+            ts = self._stamp(now)
             line = f'{remote} - - [{ts}] "-" {status} 0 "-" "-"'
         out.write(line + "\n")
         out.flush()
+
+    def _stamp(self, now: float) -> str:
+        """The local time as nginx's $time_local, formatted once per second (nginx caches
+        it the same way); strftime + localtime per line was the bulk of a line's cost."""
+        sec = int(now)
+        if sec != self._stamp_sec:
+            self._stamp_sec = sec
+            self._stamp_text = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+        return self._stamp_text
 
     def flush(self) -> None:
         if self._out is not None:
