@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,12 @@ def test_run_lab_serves_8080_and_ctrl_c_stops_all(tmp_path: Path) -> None:
         nodes = {Browser().get("http://127.0.0.1:8080/api/session").json()["node"]
                  for _ in range(4)}
         assert nodes == {"node1", "node2"}
-        out = Path(sup.procs["lab"].log).read_text()
-        assert "lab basic is up: http://127.0.0.1:8080/" in out
+        # 8080 accepts a moment before pylab prints its banner: poll the log, bounded
+        log, banner = Path(sup.procs["lab"].log), "lab basic is up: http://127.0.0.1:8080/"
+        deadline = time.monotonic() + 20
+        while banner not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert banner in log.read_text()
         children = [p for p in sup.attach(tmp_path / "state").procs.values()]
         assert {c.name for c in children} == {"node1", "node2", "lb"}
         sup.kill("lab", signal.SIGINT)
