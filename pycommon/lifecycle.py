@@ -129,6 +129,34 @@ class StopSignal:
         return self.signum
 
 
+async def serve_until_stopped(stop: StopSignal, on_reload: Callable[[], Awaitable[None]],
+                              ready: Callable[[], None]) -> int | None:
+    """Call `ready()` (the READY line), then run `on_reload()` on every SIGHUP until
+    SIGTERM/SIGINT; return the stopping signal.
+
+    The SIGHUP handler is in place before `ready()`, so a reload asked for as soon as the
+    daemon says it is ready never hits SIGHUP's default action (terminate). Reloads run one
+    at a time; a SIGHUP arriving during one is taken after it.
+    """
+    loop = asyncio.get_running_loop()
+    hup = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, hup.set)
+    ready()
+    stop_wait = loop.create_task(stop.wait())
+    try:
+        while True:
+            hup_wait = loop.create_task(hup.wait())
+            done, _ = await asyncio.wait({stop_wait, hup_wait},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if stop_wait in done:
+                hup_wait.cancel()
+                return stop_wait.result()
+            hup.clear()
+            await on_reload()
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
 def run_daemon(main: Callable[[StopSignal], Awaitable[int]], prog: str) -> int:
     """Run `main(stop)` on uvloop; map startup OSErrors and ConfigErrors to one line + exit 1."""
     from pycommon.config import ConfigError

@@ -30,6 +30,7 @@ from pycommon.lifecycle import (
     describe_oserror,
     parse_ready_line,
     run_daemon,
+    serve_until_stopped,
     setup_logging,
 )
 from pylb import config as lbconfig
@@ -103,8 +104,6 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
                 return 1
             extra["admin"] = f"{cfg.admin.listen[0]}:{aport}"
     loop = asyncio.get_running_loop()
-    hup = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, hup.set)
 
     async def reload() -> None:
         new = _reload_config(args.config)
@@ -144,17 +143,9 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10000, 20, 20)
-    announce_ready("pylb", host, port, **extra)
-    stop_wait = loop.create_task(stop.wait())
-    while True:
-        hup_wait = loop.create_task(hup.wait())
-        done, _ = await asyncio.wait({stop_wait, hup_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if stop_wait in done:
-            hup_wait.cancel()
-            break
-        hup.clear()
-        await reload()
-    log.info("stopping (signal %s): draining connections", stop_wait.result())
+    sig = await serve_until_stopped(stop, reload,
+                                    lambda: announce_ready("pylb", host, port, **extra))
+    log.info("stopping (signal %s): draining connections", sig)
     mgr.stopping = True
     if sync_task is not None:
         sync_task.cancel()
@@ -227,8 +218,24 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
     if cfg.admin.listen is not None:
         runner, aport = await start_admin(mgr, cfg.admin)
         extra["admin"] = f"{cfg.admin.listen[0]}:{aport}"
-    hup = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, hup.set)
+    async def reload_all() -> None:
+        nonlocal groups
+        new = _reload_config(args.config)
+        if new is None:
+            return
+        old = groups
+        groups = {name: UpstreamGroup(u) for name, u in new.upstreams.items()}
+        for name, g in groups.items():
+            if name in old:
+                g.carry_over(old[name])
+        runtime.apply(groups)
+        mgr.groups = groups
+        health.start(_health_groups(groups))
+        publish()
+        for p in workers.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGHUP)
+        log.info("reloaded %s (and %d workers)", args.config, len(workers))
 
     async def babysit() -> None:
         while True:
@@ -240,30 +247,8 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
 
     sitter = loop.create_task(babysit())
     host, port = cfg.server.listen[0]
-    announce_ready("pylb", host, port, **extra)
-    stop_wait = loop.create_task(stop.wait())
-    while True:
-        hup_wait = loop.create_task(hup.wait())
-        done, _ = await asyncio.wait({stop_wait, hup_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if stop_wait in done:
-            hup_wait.cancel()
-            break
-        hup.clear()
-        new = _reload_config(args.config)
-        if new is not None:
-            old = groups
-            groups = {name: UpstreamGroup(u) for name, u in new.upstreams.items()}
-            for name, g in groups.items():
-                if name in old:
-                    g.carry_over(old[name])
-            runtime.apply(groups)
-            mgr.groups = groups
-            health.start(_health_groups(groups))
-            publish()
-            for p in workers.values():
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGHUP)
-            log.info("reloaded %s (and %d workers)", args.config, len(workers))
+    await serve_until_stopped(stop, reload_all,
+                              lambda: announce_ready("pylb", host, port, **extra))
     mgr.stopping = True
     sitter.cancel()
     for p in workers.values():
