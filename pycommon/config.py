@@ -33,6 +33,17 @@ class ConfigError(Exception):
         return f"{where}: {self.message}{tok}"
 
 
+def read_config_text(path: str | Path) -> str:
+    """A config file's text, or a one-line ConfigError (missing, unreadable)."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file", p) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", p) from None
+
+
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
@@ -46,14 +57,7 @@ class TomlSource:
 
     @classmethod
     def load(cls, path: str | Path) -> TomlSource:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("no such file", p) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read: {exc.strerror}", p) from None
-        return cls.parse(text, str(p))
+        return cls.parse(read_config_text(path), str(Path(path)))
 
     @classmethod
     def parse(cls, text: str, path: str = "<config>") -> TomlSource:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pycommon.config import ConfigError
+from pycommon.config import ConfigError, read_config_text
 
 # -- the statement tree ----------------------------------------------------------------------
 
@@ -586,11 +586,4 @@ def load(path: str | Path) -> KeepalivedConfig:
 
 
 def check(path: str | Path) -> tuple[KeepalivedConfig, list[ConfigError]]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file", p) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", p) from None
-    return parse(text, str(p))
+    return parse(read_config_text(path), str(Path(path)))
