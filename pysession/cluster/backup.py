@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from pycommon.wire import WireError
-from pysession.cluster.base import SEND_MODES, ReplicatedManager, base_id, cluster_config
+from pysession.cluster.base import SEND_MODES, ReplicatedManager, base_id, replicated_options
 from pysession.cluster.membership import Member, MemberEvent
 from pysession.cluster.merge import load_snapshot, snapshot
 from pysession.manager import RequestInfo
@@ -51,12 +51,7 @@ class BackupManager(ReplicatedManager):
 
     @classmethod
     def from_options(cls, opts: Options, env: ManagerEnv) -> BackupManager:
-        return cls(route=env.route, max_inactive=env.max_inactive,
-                   distributable=env.distributable, policy=env.policy,
-                   cluster=cluster_config(opts, env), context=env.context_path,
-                   max_active=opts.integer("max_active_sessions", -1),
-                   jvm_route_binder=opts.boolean("jvm_route_binder", True),
-                   send=opts.choice("send", SEND_MODES, "async"))
+        return cls(**replicated_options(opts, env))
 
     @property
     def me(self) -> str:

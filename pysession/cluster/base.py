@@ -44,6 +44,16 @@ def cluster_config(opts: Options, env: ManagerEnv) -> ClusterConfig:
     return parse_cluster(env.cluster, src, base)
 
 
+def replicated_options(opts: Options, env: ManagerEnv) -> dict[str, Any]:
+    """The constructor arguments every replicated manager reads from its TOML table."""
+    return {"route": env.route, "max_inactive": env.max_inactive,
+            "distributable": env.distributable, "policy": env.policy,
+            "cluster": cluster_config(opts, env), "context": env.context_path,
+            "max_active": opts.integer("max_active_sessions", -1),
+            "jvm_route_binder": opts.boolean("jvm_route_binder", True),
+            "send": opts.choice("send", SEND_MODES, "async")}
+
+
 def _parent(path: str) -> Any:
     from pathlib import Path
 

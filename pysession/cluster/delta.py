@@ -36,7 +36,7 @@ from pysession.cluster.base import (
     SEND_MODES,
     ReplicatedManager,
     base_id,
-    cluster_config,
+    replicated_options,
 )
 from pysession.cluster.membership import Member, MemberEvent
 from pysession.cluster.merge import apply_delta, load_snapshot, make_delta, snapshot, state
@@ -111,12 +111,7 @@ class DeltaManager(ReplicatedManager):
 
     @classmethod
     def from_options(cls, opts: Options, env: ManagerEnv) -> DeltaManager:
-        return cls(route=env.route, max_inactive=env.max_inactive,
-                   distributable=env.distributable, policy=env.policy,
-                   cluster=cluster_config(opts, env), context=env.context_path,
-                   max_active=opts.integer("max_active_sessions", -1),
-                   jvm_route_binder=opts.boolean("jvm_route_binder", True),
-                   send=opts.choice("send", SEND_MODES, "async"),
+        return cls(**replicated_options(opts, env),
                    lock=opts.choice("lock", ("none", "session"), "none"),
                    lock_timeout=opts.number("lock_timeout", 10.0),
                    state_transfer=opts.boolean("state_transfer", True))
