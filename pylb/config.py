@@ -91,7 +91,7 @@ class UpstreamConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 60.0
     send_timeout: float = 60.0
-    keepalive: int = 32  # idle connections kept per member (nginx `keepalive N`)
+    keepalive: int = 32  # idle connections cached for the upstream, LRU (nginx `keepalive N`)
     hash_key: str = ""
     next_upstream_tries: int = 0  # 0 = every member once (nginx default)
     sticky: StickyConfig | None = None

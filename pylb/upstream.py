@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -238,16 +237,24 @@ class UpstreamGroup:
         self.by_name = {p.name: p for p in self.peers}
         self.sticky = Sticky(cfg.sticky, self.peers) if cfg.sticky else None
         self.key = key_function(cfg.hash_key) if cfg.hash_key else None
-        self.idle: dict[int, deque[UpstreamConnection]] = {p.index: deque() for p in self.peers}
+        # nginx `keepalive N`: ONE cache of at most N idle connections for the whole upstream,
+        # found by the member's address and evicted least-recently-used first. (Per member
+        # pools would hold N idle connections per member: 1,000 members x N sockets, each
+        # touched once in 1,000 requests.) `lru` is every idle connection, oldest first.
+        self.idle: dict[str, list[UpstreamConnection]] = {}
+        self.lru: dict[UpstreamConnection, None] = {}
         self.tries = cfg.next_upstream_tries or len(self.peers)
         self.retired = False
 
     def take_idle(self, peer: Peer, now: float,
                   max_idle: float | None) -> UpstreamConnection | None:
-        pool = self.idle[peer.index]
+        """The most recently released idle connection to `peer`'s address, if any."""
+        pool = self.idle.get(peer.server)
         while pool:
             conn = pool.pop()
+            del self.lru[conn]
             if conn.alive and (max_idle is None or now - conn.idle_since < max_idle):
+                conn.peer = peer  # members may share an address (and so, connections)
                 return conn
             conn.close()
         return None
@@ -263,12 +270,21 @@ class UpstreamGroup:
         conn.sink = None
         if conn.read_paused:
             conn.resume()  # paused for a slow client whose answer is now complete
-        pool = self.idle[conn.peer.index]
-        if keep and conn.alive and not self.retired and len(pool) < self.cfg.keepalive:
-            conn.idle_since = now
-            pool.append(conn)
-        else:
+        if not (keep and conn.alive and not self.retired and self.cfg.keepalive > 0):
             conn.close()
+            return
+        lru = self.lru
+        if len(lru) >= self.cfg.keepalive:  # full: the least recently used one goes
+            old = next(iter(lru))
+            del lru[old]
+            self.idle[old.peer.server].remove(old)
+            old.close()
+        conn.idle_since = now
+        lru[conn] = None
+        pool = self.idle.get(conn.peer.server)
+        if pool is None:
+            pool = self.idle[conn.peer.server] = []
+        pool.append(conn)
 
     def carry_over(self, old: UpstreamGroup) -> None:
         """Keep counters and passive/active health of members that survive a reload."""
@@ -281,6 +297,7 @@ class UpstreamGroup:
 
     def close(self) -> None:
         self.retired = True
-        for pool in self.idle.values():
-            while pool:
-                pool.pop().close()
+        for conn in self.lru:
+            conn.close()
+        self.lru.clear()
+        self.idle.clear()
