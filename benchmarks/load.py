@@ -1,12 +1,15 @@
 """Load generation and result plumbing shared by every benchmark.
 
 Load comes from wrk (Debian package) — a C load generator, so the client is never the
-bottleneck we measure. `wrk_run` returns rps, p50/p99 latency and error counts.
+bottleneck we measure. `wrk_run` returns rps, p50/p99 latency and error counts;
+`tree_cpu` reads the CPU time a server's whole process tree has used, so a benchmark can
+report CPU per request (steadier than rps on a shared machine).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -82,6 +85,48 @@ def wrk_run(url: str, duration: float = 10.0, connections: int = 32, threads: in
     finally:
         Path(f.name).unlink(missing_ok=True)
     return parse_wrk(out)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def parse_proc_stat(text: str) -> tuple[int, int, int]:
+    """`/proc/PID/stat` → (ppid, user ticks, system ticks), children already reaped included.
+
+    The command name (field 2) may hold spaces and parentheses, so fields are counted from
+    the last ")". utime/stime/cutime/cstime are fields 14-17: a worker that dies and is reaped
+    mid-run moves its time into its parent's c-fields, so the tree's sum stays monotonic.
+    """
+    f = text.rsplit(")", 1)[-1].split()
+    return int(f[1]), int(f[11]) + int(f[13]), int(f[12]) + int(f[14])
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` and all its live descendants (all threads).
+
+    One scan of /proc per call (children found by ppid: works without CONFIG_PROC_CHILDREN,
+    and catches grandchildren). Take it before and after a load run; the difference is what
+    the server spent on that run (nginx: master + worker; pylb --workers: master + workers).
+    """
+    stats: dict[int, tuple[int, int, int]] = {}
+    for d in os.scandir("/proc"):
+        if d.name.isdigit():
+            try:
+                with open(f"/proc/{d.name}/stat") as fh:
+                    stats[int(d.name)] = parse_proc_stat(fh.read())
+            except (OSError, ValueError, IndexError):
+                continue  # exited between scandir and open
+    kids: dict[int, list[int]] = {}
+    for p, (ppid, _, _) in stats.items():
+        kids.setdefault(ppid, []).append(p)
+    user = system = 0
+    todo = [pid] if pid in stats else []
+    while todo:
+        p = todo.pop()
+        user += stats[p][1]
+        system += stats[p][2]
+        todo += kids.get(p, [])
+    return user / _TICK, system / _TICK
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

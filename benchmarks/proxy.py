@@ -2,26 +2,36 @@
 
 Backend: one nginx worker answering `return 200 "ok"` (a static responder, never the
 bottleneck we measure). Fronts, each one process / one worker, keep-alive pools to the backend:
-nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`) and pylb
-(uvloop). Load: wrk, 2 threads, 64 keep-alive connections, `--duration` seconds per run.
-Then pylb with `--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the
-backend's address, distinct names, so only the balancer's bookkeeping grows).
+nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`), pylb
+(uvloop), and a reference Python proxy (`aiohttp_proxy`: aiohttp server + one shared
+ClientSession with a 64-connection keep-alive pool, uvloop — benchmarks/_aiohttp_proxy.py),
+which is what "faster than a Python proxy has been" is measured against. Load: wrk, 2
+threads, 64 keep-alive connections, `--duration` seconds per run. Then pylb with
+`--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the backend's address,
+distinct names, so only the balancer's bookkeeping grows).
 
 The machine is shared (2 cores for wrk, the front and the backend, and whatever else runs):
 each front is measured in ROUNDS interleaved slices of `duration / ROUNDS` seconds
-(nginx, pylb, haproxy, pylb --workers 2, then again ...) and the median slice is reported, so
-a burst of outside load does not land on one contender only. Read ratios from the same run,
-not absolute numbers.
-"""
+(nginx, pylb, haproxy, pylb --workers 2, aiohttp_proxy, then again ...) and the median slice
+(by rps) gives rps/p50/p99, so a burst of outside load does not land on one contender only.
+Read ratios from the same run, not absolute numbers.
 
+CPU per request is the steadier figure (rps swings ±15 % between slices here; the CPU a
+front spends per request barely moves): around every slice the CPU time of the front's whole
+process tree is read from /proc (nginx master + worker, pylb --workers master + workers) and
+divided by the requests wrk completed. `cpu_us_per_req` is the median slice by that total,
+`user_us_per_req` / `sys_us_per_req` its split (so they add up), `cpu_busy` the share of one
+core the tree used during that slice (1.0 = a core saturated; a front near 1.0 is CPU-bound).
+"""
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import BenchError, ratio, wrk_run
+from benchmarks.load import BenchError, ratio, tree_cpu, wrk_run
 from pylab.supervisor import Supervisor, free_port
 from pylab.topology import Lab, ProcessSpec
 
@@ -69,6 +79,13 @@ def _haproxy(backend: int) -> ProcessSpec:
                        ready="tcp", after=["backend"], files={"haproxy.cfg": cfg})
 
 
+def _aiohttp_proxy(backend: int) -> ProcessSpec:
+    return ProcessSpec("aiohttp_proxy", "command",
+                       ["{python}", "-m", "benchmarks._aiohttp_proxy", "--listen",
+                        "127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{backend}"],
+                       ready="tcp", after=["backend"])
+
+
 def _keys(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "requests", "errors")}
 
@@ -77,31 +94,57 @@ def _url(sup: Supervisor, name: str, port: int | None = None) -> str:
     return f"http://127.0.0.1:{port}/" if port else sup.url(name, "/")
 
 
-def _measure(sup: Supervisor, name: str, duration: float, port: int | None = None) -> dict[
-        str, Any]:
-    url = _url(sup, name, port)
+def _slice(url: str, pid: int, duration: float) -> dict[str, Any]:
+    """One wrk run, with the CPU the process tree of `pid` spent during it."""
+    u0, s0 = tree_cpu(pid)
+    t0 = time.monotonic()
+    r = _keys(wrk_run(url, duration, CONNECTIONS, THREADS))
+    wall = time.monotonic() - t0
+    u1, s1 = tree_cpu(pid)
+    n = r["requests"]
+    r["user_us_per_req"] = round((u1 - u0) / n * 1e6, 2) if n else None
+    r["sys_us_per_req"] = round((s1 - s0) / n * 1e6, 2) if n else None
+    r["cpu_us_per_req"] = round((u1 - u0 + s1 - s0) / n * 1e6, 2) if n else None
+    r["cpu_busy"] = round((u1 - u0 + s1 - s0) / wall, 2)
+    return r
+
+
+def _median(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """rps/p50/p99 from the median slice by rps; the CPU figures from the median by CPU.
+
+    The per-slice lists stay in the order measured, so a drift over the run shows.
+    """
+    by_rps = sorted(rs, key=lambda r: r["rps"])
+    med = dict(by_rps[len(rs) // 2])
+    with_cpu = sorted((r for r in rs if r["cpu_us_per_req"] is not None),
+                      key=lambda r: r["cpu_us_per_req"])
+    cpu = with_cpu[len(with_cpu) // 2] if with_cpu else {}
+    for k in ("cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "cpu_busy"):
+        med[k] = cpu.get(k)
+    med["requests"] = sum(r["requests"] for r in rs)
+    med["errors"] = sum(r["errors"] for r in rs)
+    med["rps_slices"] = [r["rps"] for r in rs]
+    med["cpu_us_slices"] = [r["cpu_us_per_req"] for r in rs]
+    return med
+
+
+def _measure(sup: Supervisor, name: str, pid: int, duration: float) -> dict[str, Any]:
+    url = _url(sup, name)
     wrk_run(url, 1, CONNECTIONS, THREADS)  # warm-up: pools filled, code paths hot
-    return _keys(wrk_run(url, duration, CONNECTIONS, THREADS))
+    return _median([_slice(url, pid, duration)])
 
 
-def _interleaved(urls: dict[str, str], duration: float) -> dict[str, dict[str, Any]]:
-    """ROUNDS slices per contender, interleaved; the median slice (by rps) of each."""
-    for url in urls.values():
+def _interleaved(fronts: dict[str, tuple[str, int]], duration: float) -> dict[str, dict[
+        str, Any]]:
+    """ROUNDS slices per contender (name → (url, pid)), interleaved; medians of each."""
+    for url, _ in fronts.values():
         wrk_run(url, 1, CONNECTIONS, THREADS)  # warm-up
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in fronts}
     piece = max(duration / ROUNDS, 2.0)
     for _ in range(ROUNDS):
-        for name, url in urls.items():
-            runs[name].append(_keys(wrk_run(url, piece, CONNECTIONS, THREADS)))
-    out = {}
-    for name, rs in runs.items():
-        rs.sort(key=lambda r: r["rps"])
-        med = dict(rs[len(rs) // 2])
-        med["requests"] = sum(r["requests"] for r in rs)
-        med["errors"] = sum(r["errors"] for r in rs)
-        med["rps_slices"] = [r["rps"] for r in rs]
-        out[name] = med
-    return out
+        for name, (url, pid) in fronts.items():
+            runs[name].append(_slice(url, pid, piece))
+    return {name: _median(rs) for name, rs in runs.items()}
 
 
 def run(duration: float) -> dict[str, Any]:
@@ -125,6 +168,7 @@ def run(duration: float) -> dict[str, Any]:
     have_haproxy = Path("/usr/sbin/haproxy").exists()
     if have_haproxy:
         procs.append(_haproxy(backend))
+    procs.append(_aiohttp_proxy(backend))
     curve_ns = (2, 10, 100, 1000)
     procs += [_pylb(f"pylb_{n}", n, backend) for n in curve_ns]
     result: dict[str, Any] = {}
@@ -133,29 +177,40 @@ def run(duration: float) -> dict[str, Any]:
                          Path(tmp) / "run", free_ports=True)
         try:
             sup.up()
-            result["backend_direct"] = _measure(sup, "backend", duration / 2)
-            fronts = {"nginx": _url(sup, "nginx"), "pylb": _url(sup, "pylb")}
+            pid = {p["name"]: p["pid"] for p in sup.status()["processes"]}
+            result["backend_direct"] = _measure(sup, "backend", pid["backend"], duration / 2)
+            fronts = {"nginx": (_url(sup, "nginx"), pid["nginx"]),
+                      "pylb": (_url(sup, "pylb"), pid["pylb"])}
             if have_haproxy:
-                fronts["haproxy"] = _url(sup, "haproxy")
-            fronts["pylb_workers2"] = _url(sup, "pylb_w2", w2_port)
+                fronts["haproxy"] = (_url(sup, "haproxy"), pid["haproxy"])
+            fronts["pylb_workers2"] = (_url(sup, "pylb_w2", w2_port), pid["pylb_w2"])
+            fronts["aiohttp_proxy"] = (_url(sup, "aiohttp_proxy"), pid["aiohttp_proxy"])
             result.update(_interleaved(fronts, duration))
             result.setdefault("haproxy", None)
-            curve = _interleaved({str(n): _url(sup, f"pylb_{n}") for n in curve_ns},
-                                 max(duration / 2, 2))
+            curve = _interleaved({str(n): (_url(sup, f"pylb_{n}"), pid[f"pylb_{n}"])
+                                  for n in curve_ns}, max(duration / 2, 2))
             result["members_curve"] = {n: r["rps"] for n, r in curve.items()}
+            result["members_curve_cpu_us_per_req"] = {n: r["cpu_us_per_req"]
+                                                      for n, r in curve.items()}
         finally:
             sup.down(timeout=5)
     nginx_rps = result["nginx"]["rps"]
+    pylb_cpu = result["pylb"]["cpu_us_per_req"]
     result["ratio"] = {
         "pylb_over_nginx_rps": ratio(result["pylb"]["rps"], nginx_rps),
         "pylb_over_nginx_p99": ratio(result["pylb"]["p99_ms"], result["nginx"]["p99_ms"]),
         "pylb_workers2_over_nginx_rps": ratio(result["pylb_workers2"]["rps"], nginx_rps),
         "pylb_over_haproxy_rps": ratio(result["pylb"]["rps"],
                                        result["haproxy"]["rps"] if result["haproxy"] else None),
+        "pylb_over_nginx_cpu": ratio(pylb_cpu, result["nginx"]["cpu_us_per_req"]),
+        "pylb_over_aiohttp_proxy_rps": ratio(result["pylb"]["rps"],
+                                             result["aiohttp_proxy"]["rps"]),
+        "pylb_over_aiohttp_proxy_cpu": ratio(pylb_cpu, result["aiohttp_proxy"]["cpu_us_per_req"]),
         "members_1000_over_2": ratio(result["members_curve"]["1000"],
                                      result["members_curve"]["2"]),
     }
     result["setup"] = (f"wrk -t{THREADS} -c{CONNECTIONS} keep-alive; backend nginx return 200 "
                        f"(1 worker); fronts 1 process each; median of {ROUNDS} interleaved "
-                       "slices; shared 2-core machine")
+                       "slices; CPU = the front's process tree, /proc utime+stime; "
+                       "shared 2-core machine")
     return result
