@@ -287,6 +287,7 @@ class ResponseParser(_Base):
         super().__init__(limits or Limits(max_header_size=65536, max_header_line=65536,
                                           max_body_size=0))
         self._reason = b""
+        self._in_head = False
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = False
         self._done_head_only = False
@@ -297,20 +298,39 @@ class ResponseParser(_Base):
 
     def on_message_begin(self) -> None:
         self._headers = []
-        self._header_bytes = 0
-        self._body_bytes = 0
-        self._content_length = None
-        self._chunked = False
+        self._header_bytes = 0  # counts every byte fed while the head is incomplete
+        self._in_head = True
         self._reason = b""
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # a member's answer: no per-line accounting here (one call per header of every
+        # response); `feed` bounds the bytes of an unfinished head, the names that frame the
+        # body are read once at the end of the head
+        self._headers.append((name, value))
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         p = self._parser
         status = p.get_status_code()
+        cl: int | None = None
+        chunked = False
+        for name, value in self._headers:
+            ln = len(name)
+            if ln == 14 or ln == 17:
+                lname = name.lower()
+                if lname == b"content-length":
+                    if not value.strip().isdigit():
+                        raise HttpError(502, "bad Content-Length")
+                    cl = int(value)
+                elif lname == b"transfer-encoding":
+                    chunked = value.strip().lower().endswith(b"chunked")
+        self._content_length = cl
+        self._chunked = chunked
         head = ResponseHead(status, self._reason, p.get_http_version(), self._headers,
-                            p.should_keep_alive(), self._content_length, self._chunked)
+                            p.should_keep_alive(), cl, chunked)
         self._events.append(head)
         no_body = status < 200 or status in (204, 304)
         self.close_delimited = (not no_body and not self._head_only and
@@ -333,6 +353,10 @@ class ResponseParser(_Base):
             self._events.append(Upgrade(data[offset:]))
         except httptools.HttpParserError as exc:
             raise HttpError(502, f"invalid response from upstream: {exc}") from None
+        if self._in_head:
+            self._header_bytes += len(data)
+            if self._header_bytes > self.limits.max_header_size:
+                raise HttpError(502, "response head too large")
         if self._done_head_only:
             self._head_only = False
             self._done_head_only = False

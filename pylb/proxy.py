@@ -870,11 +870,12 @@ class Proxy:
         conn = ex.conn
         assert ctx is not None and peer is not None and conn is not None
         client = ctx.client
-        self._end(ex, peer)
-        loop = client.loop
+        peer.conns -= 1  # _end(), inlined: this runs once per request
+        client.upstream = None
+        self.inflight.discard(ex)
         group = ctx.group
         if exc is None:
-            now = loop.time()
+            now = client.loop.time()
             group.balancer.report(peer, True, now)
             access = self.access
             if access.enabled:

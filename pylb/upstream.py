@@ -163,7 +163,8 @@ class UpstreamConnection(asyncio.Protocol):
             elif isinstance(ev, Upgrade):
                 self.sink = None
                 sink.on_upgrade(ev.data)
-        sink.flush()
+        if self.sink is sink:  # mid-response: what arrived goes out now (on_end flushed)
+            sink.flush()
 
     def close(self) -> None:
         self.alive = False

@@ -119,3 +119,20 @@ def test_garbage_never_crashes_the_parser(data: bytes) -> None:
         p.feed(data)
     except HttpError as exc:
         assert 400 <= exc.status < 500
+
+
+def test_response_head_is_bounded_and_framing_headers_read_at_its_end() -> None:
+    r = ResponseParser(Limits(max_header_size=1024, max_header_line=1024, max_body_size=0))
+    r.feed(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(HttpError) as err:
+        for _ in range(40):  # a member that never ends its head
+            r.feed(b"X-Filler: " + b"a" * 40 + b"\r\n")
+    assert err.value.status == 502
+    ev = ResponseParser().feed(b"HTTP/1.1 200 OK\r\ncontent-LENGTH: 3\r\n"
+                               b"X-Transfer-Encodings: chunked\r\n\r\nabc")
+    head = ev[0]
+    assert isinstance(head, ResponseHead) and head.content_length == 3 and not head.chunked
+    assert kinds(ev) == ["ResponseHead", "Body", "EndOfMessage"]
+    ev = ResponseParser().feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"3\r\nabc\r\n0\r\n\r\n")
+    assert isinstance(ev[0], ResponseHead) and ev[0].chunked and ev[0].content_length is None
