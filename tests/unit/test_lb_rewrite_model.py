@@ -1,0 +1,776 @@
+"""pylb's data path pinned byte for byte against a reference model written here.
+
+Why: the hot path that turns a client request into the member's request (`Proxy.request_bytes`
+and its general path `_request_bytes_listed`) and the member's response head into the client's
+(`Exchange.on_head` / `_head_general`), and the codec under both, are being rewritten for
+speed. This file drives the real `ClientConnection` / `UpstreamConnection` in-process (fake
+transports, no sockets) with generated requests, configs and responses, and compares every byte
+each side receives with what the small, slow, obviously-ordered model below says nginx-style
+rewriting must produce (docs/pylb.md "Proxying", DESIGN.md "Limits and codes"). Any change that
+alters a single byte, a write count or who closes fails here.
+
+The model encodes the CURRENT behaviour. Where that differs from nginx it is marked
+`QUIRK n` in the model below (this test changes no code; each is a decision for later):
+
+1. `$host` is the raw value of the LAST Host header, port included, "localhost" when there is
+   none; nginx lower-cases it, strips the port, prefers an absolute-form request target, and
+   answers 400 to a duplicate Host.
+2. Every `$host` line goes first (right after the request line); every other set header goes
+   after the client's headers, then the merged X-Forwarded-For, Upgrade/Connection and
+   Content-Length. nginx puts all proxy_set_header lines before the client's headers.
+3. Only the FIRST Connection header's tokens remove other headers (nginx removes none; RFC 9110
+   says all Connection headers count). A header named in Connection but also X-Forwarded-For
+   is still merged into X-Forwarded-For.
+4. `$http_NAME` copies the first header of that name, even an empty value (nginx leaves an
+   empty-valued header out) and even a hop-by-hop one (`$http_connection`); with several
+   headers of that name, nginx >= 1.23 joins them.
+5. Set-header values are compared whole: `$host`, `$remote_addr`, `$proxy_add_x_forwarded_for`,
+   `$http_*`; anything else is a literal (only `$scheme` is replaced, anywhere in the value),
+   so `"a $remote_addr"` goes out verbatim; nginx interpolates variables inside values.
+6. A set header that collides with what pylb adds itself goes out twice: `Connection`/`Upgrade`
+   set by config plus pylb's own on an upgrade request, or a configured `Content-Length`.
+7. With `indirect`, every Cookie header is re-joined as `a=1; b=2` (whitespace and empty parts
+   dropped) even when the inserted cookie is not in it; HAProxy only cuts the cookie out.
+   A configured `$http_cookie` copies the unstripped cookie to the member.
+8. A keep-alive HTTP/1.0 client gets no `Connection: keep-alive` in the answer (nginx sends it;
+   without it a 1.0 client must assume the connection closes).
+9. A refused upgrade (non-101 answer to an Upgrade request) closes the client connection
+   afterwards without announcing `Connection: close` in that answer.
+10. A member's 101 head is relayed verbatim (its Keep-Alive or other hop-by-hop headers too),
+   without the sticky Set-Cookie.
+11. A member connection that answered HEAD without Content-Length / chunked is closed, not
+   pooled (llhttp thinks such a head needs EOF); nginx knows HEAD has no body.
+12. Keep-alive and upgrade are llhttp's verdicts: Proxy-Connection counts like Connection
+   (`Proxy-Connection: close` closes a 1.1 client; nginx ignores that header), and a 1.0
+   request listing both `keep-alive` and `close` is kept alive.
+13. The request target goes to the member as received, so an absolute-form target
+   (`GET http://host/x`) stays absolute; nginx sends the path.
+
+Not generated (so not pinned): bodies on Upgrade requests (llhttp hands such a body to the
+tunnel, so the member gets `Content-Length: 0` and the bytes only after a 101), pipelining,
+retries, error answers, trailers in chunked bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pycommon.config import TomlSource
+from pylb import config as lbconfig
+from pylb.proxy import ClientConnection, Proxy
+from pylb.upstream import UpstreamConnection
+
+Headers = list[tuple[bytes, bytes]]
+
+# -- the reference model's own constants (deliberately not imported from the code) ----------
+HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
+                 b"transfer-encoding", b"upgrade", b"proxy-authenticate",
+                 b"proxy-authorization"})
+REASONS = {101: b"Switching Protocols", 200: b"OK", 201: b"Created", 204: b"No Content",
+           301: b"Moved Permanently", 304: b"Not Modified", 404: b"Not Found",
+           500: b"Internal Server Error"}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+STREAM_MIN = 64 * 1024  # docs/pylb.md: Content-Length bodies from 64 KiB on are streamed
+
+# -- configs --------------------------------------------------------------------------------
+# set_headers tables; None = the key left out (the seeds' nginx defaults)
+SET_HEADERS: list[dict[str, str] | None] = [
+    None,
+    {},
+    {"X-Forwarded-For": "$proxy_add_x_forwarded_for", "Host": "$host",
+     "X-Real-IP": "$remote_addr"},
+    {"Host": "$host", "X-Forwarded-Host": "$host", "X-Forwarded-Proto": "$scheme",
+     "X-UA": "$http_user_agent", "X-Lit": "lit", "X-Empty": "", "X-Cookie": "$http_cookie"},
+    {"X-Custom-A": "$http_x_custom_a", "x-custom-b": "override", "User-Agent": "",
+     "X-Missing": "$http_x_not_sent"},
+    {"Connection": "y", "TE": "trailers", "X-Forwarded-For": "$remote_addr", "Expect": "e",
+     "Host": "lit", "Cookie": "c"},
+    {"cookie": "$http_cookie", "Keep-Alive": "", "X-Forwarded-For": "",
+     "Proxy-Connection": "$http_connection", "X-Up": "$http_upgrade"},
+    # nginx's WebSocket recipe written as set headers
+    {"Host": "$host", "Upgrade": "$http_upgrade", "Connection": "upgrade"},
+    # QUIRK 5 and 6: a second, wrong Content-Length reaches the member
+    {"X-Scheme": "$scheme://x", "X-Mixed": "a $remote_addr b", "X-Real-IP": "$remote_addr",
+     "Content-Length": "9"},
+]
+# [upstream.app.sticky] tables; None = no sticky layer
+STICKY: list[dict[str, Any] | None] = [
+    None,
+    {"cookie": "JSESSIONID", "insert": "ROUTEID", "prefix": ".", "indirect": True,
+     "httponly": True, "samesite": "Lax"},
+    {"cookie": "JSESSIONID", "insert": "SERVERID", "prefix": "", "indirect": True,
+     "nocache": True, "httponly": False, "secure": True, "max_age": 60},
+    {"cookie": "JSESSIONID", "insert": "ROUTEID", "prefix": ".", "indirect": False},
+    {"cookie": "JSESSIONID"},
+]
+# m0 is routed by its name, m1 by its route r1; distinct addresses (pools go by address)
+MEMBERS = [("m0", None), ("m1", "r1")]
+PORTS = {"m0": 1, "m1": 2}
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v) + '"'
+
+
+def config_text(set_index: int, sticky_index: int) -> str:
+    sets = SET_HEADERS[set_index]
+    text = '[server]\nlisten = ["127.0.0.1:0"]\nupstream = "app"\n'
+    if sets is not None:
+        text += "set_headers = {" + ", ".join(
+            f'"{k}" = {_toml_value(v)}' for k, v in sets.items()) + "}\n"
+    text += '[upstream.app]\nmembers = [\n'
+    for name, route in MEMBERS:
+        r = f', route = "{route}"' if route else ""
+        text += f'  {{ name = "{name}", address = "127.0.0.1:{PORTS[name]}"{r} }},\n'
+    text += "]\n"
+    sticky = STICKY[sticky_index]
+    if sticky is not None:
+        text += "[upstream.app.sticky]\n" + "".join(
+            f"{k} = {_toml_value(v)}\n" for k, v in sticky.items())
+    return text
+
+
+_CONFIGS: dict[tuple[int, int], lbconfig.LbConfig] = {}
+
+
+def load_config(set_index: int, sticky_index: int) -> lbconfig.LbConfig:
+    key = (set_index, sticky_index)
+    if key not in _CONFIGS:
+        _CONFIGS[key] = lbconfig.from_source(TomlSource.parse(config_text(*key), "<model>"))
+    return _CONFIGS[key]
+
+
+# -- scenario -------------------------------------------------------------------------------
+@dataclass
+class Scenario:
+    set_index: int
+    sticky_index: int
+    peer: tuple[str, int]
+    method: bytes
+    target: bytes
+    version: bytes  # b"1.0" / b"1.1"
+    headers: Headers  # as sent, framing header included
+    body_kind: str  # none / length / chunked / stream
+    chunks: list[bytes]  # the body as the client sends it (one item unless chunked)
+    # the member's answer
+    interim: bool  # a 100 Continue before the final head
+    status: int
+    reason: bytes
+    rversion: bytes
+    rheaders: Headers  # as sent, framing header included
+    framing: str  # length / chunked / close
+    rchunks: list[bytes]
+    tunnel_data: bytes = b""  # bytes after a 101 head
+    req_cuts: list[int] = field(default_factory=list)  # the request arrives in pieces
+    resp_cuts: list[int] = field(default_factory=list)  # so does the answer
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+    def wire_request(self) -> bytes:
+        out = [self.method, b" ", self.target, b" HTTP/", self.version, b"\r\n"]
+        for k, v in self.headers:
+            out += (k, b": ", v, b"\r\n")
+        out.append(b"\r\n")
+        if self.body_kind == "chunked":
+            for c in self.chunks:
+                out.append(b"%x\r\n%b\r\n" % (len(c), c))
+            out.append(b"0\r\n\r\n")
+        else:
+            out.append(self.body)
+        return b"".join(out)
+
+    def wire_response(self) -> bytes:
+        return b"".join(seg for seg, _ in self.response_segments())
+
+    def response_segments(self) -> list[tuple[bytes, bool]]:
+        """The member's answer as (bytes, is body data) segments."""
+        out = [(CONTINUE, False)] if self.interim else []
+        head = [b"HTTP/", self.rversion, b" %d " % self.status, self.reason, b"\r\n"]
+        for k, v in self.rheaders:
+            head += (k, b": ", v, b"\r\n")
+        head.append(b"\r\n")
+        out.append((b"".join(head), False))
+        if self.status == 101:
+            out.append((self.tunnel_data, False))
+        elif self.sends_body:
+            if self.framing == "chunked":
+                for c in self.rchunks:
+                    out += [(b"%x\r\n" % len(c), False), (c, True), (b"\r\n", False)]
+                out.append((b"0\r\n\r\n", False))
+            else:
+                out.append((b"".join(self.rchunks), True))
+        return out
+
+    def body_events(self) -> list[bytes]:
+        """The body as the parser hands it over: one piece per body segment per read."""
+        events: list[bytes] = []
+        pos = 0
+        for seg, is_body in self.response_segments():
+            if is_body:
+                cuts = [c - pos for c in self.resp_cuts if pos < c < pos + len(seg)]
+                bounds = [0, *cuts, len(seg)]
+                events += [seg[a:b] for a, b in itertools.pairwise(bounds)
+                           if b > a]
+            pos += len(seg)
+        return events
+
+    @property
+    def sends_body(self) -> bool:
+        return self.method != b"HEAD" and self.status not in (204, 304) and self.status >= 200
+
+
+def cased(draw: st.DrawFn, name: bytes) -> bytes:
+    how = draw(st.sampled_from(["as is", "lower", "upper", "mixed"]))
+    if how == "lower":
+        return name.lower()
+    if how == "upper":
+        return name.upper()
+    if how == "mixed":
+        mask = draw(st.integers(0, 2 ** len(name) - 1))
+        return bytes(c ^ 0x20 if (mask >> i) & 1 and chr(c).isalpha() else c
+                     for i, c in enumerate(name))
+    return name
+
+
+CONN_TOKENS = [b"keep-alive", b"close", b"upgrade", b"Keep-Alive", b"Upgrade", b"x-custom-a",
+               b"X-Custom-B", b"cookie", b"user-agent", b"TE", b"x-forwarded-for", b"host",
+               b"X-Real-IP", b"foo"]
+COOKIE_PARTS = [b"a=1", b"ROUTEID=.m0", b"ROUTEID=.r1", b"ROUTEID=.zz", b"ROUTEID=m0",
+                b"SERVERID=m0", b"SERVERID=r1", b"SERVERID=.r1", b"JSESSIONID=ABC.m0",
+                b"JSESSIONID=ABC.r1", b"JSESSIONID=ABC.m1", b"JSESSIONID=ABC", b"b=2",
+                b"c", b'ROUTEID=".r1"']
+
+
+@st.composite
+def conn_value(draw: st.DrawFn) -> bytes:
+    toks = draw(st.lists(st.sampled_from(CONN_TOKENS), max_size=3))
+    sep = draw(st.sampled_from([b", ", b",", b" , "]))
+    return sep.join(toks)
+
+
+@st.composite
+def cookie_header(draw: st.DrawFn) -> bytes:
+    parts = draw(st.lists(st.sampled_from(COOKIE_PARTS), min_size=1, max_size=4))
+    sep = draw(st.sampled_from([b"; ", b";", b" ;  "]))
+    tail = draw(st.sampled_from([b"", b";"]))
+    return sep.join(parts) + tail
+
+
+REQUEST_HEADERS: dict[bytes, st.SearchStrategy[bytes]] = {
+    b"Host": st.sampled_from([b"example.com", b"Example.COM:8080", b"a.b", b""]),
+    b"Connection": conn_value(),
+    b"Keep-Alive": st.just(b"timeout=5"),
+    b"Proxy-Connection": st.sampled_from([b"keep-alive", b"close"]),
+    b"TE": st.just(b"trailers"),
+    b"Trailer": st.just(b"X-T"),
+    b"Upgrade": st.sampled_from([b"websocket", b"h2c"]),
+    b"X-Forwarded-For": st.sampled_from([b"1.2.3.4", b"10.0.0.1, 10.0.0.2", b""]),
+    b"X-Real-IP": st.just(b"9.9.9.9"),
+    b"Cookie": cookie_header(),
+    b"Expect": st.sampled_from([b"100-continue", b"100-Continue", b"foo"]),
+    b"User-Agent": st.sampled_from([b"curl/8.0", b"Mozilla/5.0 (X11; Linux)"]),
+    b"X-Custom-A": st.sampled_from([b"v", b"", b"a, b"]),
+    b"X-Custom-B": st.sampled_from([b"w", b"1"]),
+    b"X-Other": st.just(b"o"),
+    b"Proxy-Authorization": st.just(b"Basic eDp5"),
+    b"Accept": st.just(b"*/*"),
+}
+RESPONSE_HEADERS: dict[bytes, st.SearchStrategy[bytes]] = {
+    b"Server": st.just(b"pynode"),
+    b"Date": st.just(b"Sun, 22 Nov 2026 03:00:00 GMT"),
+    b"Content-Type": st.just(b"text/plain"),
+    b"Set-Cookie": st.sampled_from([b"JSESSIONID=ABC.m0; Path=/; HttpOnly", b"x=1"]),
+    b"Connection": st.sampled_from([b"keep-alive", b"close", b"Keep-Alive", b"close, X-A",
+                                    b"X-A, x-b", b"upgrade", b"x-a", b""]),
+    b"Keep-Alive": st.just(b"timeout=5"),
+    b"X-A": st.sampled_from([b"a", b""]),
+    b"X-B": st.just(b"b"),
+    b"Cache-Control": st.just(b"no-store"),
+    b"Location": st.just(b"/elsewhere"),
+    b"Proxy-Authenticate": st.just(b"Basic"),
+    b"Trailer": st.just(b"X-T"),
+}
+
+
+def tokens(value: bytes) -> set[bytes]:
+    return {t.strip().lower() for t in value.split(b",")}
+
+
+def all_tokens(headers: Headers, names: tuple[bytes, ...]) -> set[bytes]:
+    out: set[bytes] = set()
+    for k, v in headers:
+        if k.lower() in names:
+            out |= tokens(v)
+    return out
+
+
+def first(headers: Headers, name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def is_upgrade(s: Scenario) -> bool:
+    """QUIRK 12, llhttp: an Upgrade header and the `upgrade` token in Connection or
+    Proxy-Connection."""
+    return first(s.headers, b"upgrade") is not None and \
+        b"upgrade" in all_tokens(s.headers, (b"connection", b"proxy-connection"))
+
+
+def request_keep_alive(s: Scenario) -> bool:
+    """QUIRK 12, llhttp: tokens of every Connection and Proxy-Connection header; 1.1
+    persists unless `close`, 1.0 only with `keep-alive` (which then wins over `close`)."""
+    toks = all_tokens(s.headers, (b"connection", b"proxy-connection"))
+    if s.version == b"1.1":
+        return b"close" not in toks
+    return b"keep-alive" in toks
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    set_index = draw(st.integers(0, len(SET_HEADERS) - 1))
+    sticky_index = draw(st.integers(0, len(STICKY) - 1))
+    peer = draw(st.sampled_from([("10.1.2.3", 40000), ("::1", 40001), ("127.0.0.1", 5)]))
+    method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS",
+                                   b"PATCH"]))
+    target = draw(st.sampled_from([b"/", b"/x?y=1", b"/a/b;jsessionid=ABC.r1?q",
+                                   b"/a;jsessionid=XYZ.m0", b"/%7Euser/",
+                                   b"http://example.org/abs?x"]))
+    version = draw(st.sampled_from([b"1.1", b"1.0"]))
+    names = draw(st.lists(st.sampled_from(list(REQUEST_HEADERS)), max_size=10))
+    headers: Headers = []
+    xff = 0
+    for n in names:
+        if n == b"X-Forwarded-For":
+            xff += 1
+            if xff > 2:
+                continue
+        headers.append((cased(draw, n), draw(REQUEST_HEADERS[n])))
+    if draw(st.integers(0, 4)) == 0:  # a WebSocket-style upgrade (rare by chance alone)
+        for h in ((cased(draw, b"Upgrade"), draw(REQUEST_HEADERS[b"Upgrade"])),
+                  (cased(draw, b"Connection"), draw(st.sampled_from(
+                      [b"Upgrade", b"keep-alive, Upgrade", b"upgrade, X-Custom-A",
+                       b"close, upgrade"])))):
+            headers.insert(draw(st.integers(0, len(headers))), h)
+    s = Scenario(set_index, sticky_index, peer, method, target, version, headers, "none", [],
+                 False, 200, b"", b"1.1", [], "length", [])
+    upgrade = is_upgrade(s)
+    # an upgrade request's body would be taken for tunnel data by llhttp: not generated
+    kind = "none" if upgrade else draw(st.sampled_from(
+        ["none", "none", "length", "length", "chunked", "stream"]))
+    s.body_kind = kind
+    if kind == "length":
+        s.chunks = [draw(st.binary(max_size=20))]
+        framing = (cased(draw, b"Content-Length"), b"%d" % len(s.chunks[0]))
+    elif kind == "chunked":
+        s.chunks = draw(st.lists(st.binary(min_size=1, max_size=8), max_size=3))
+        framing = (cased(draw, b"Transfer-Encoding"), b"chunked")
+    elif kind == "stream":
+        s.chunks = [b"s" * (STREAM_MIN + draw(st.integers(0, 100)))]
+        framing = (cased(draw, b"Content-Length"), b"%d" % len(s.chunks[0]))
+    if kind != "none":
+        headers.insert(draw(st.integers(0, len(headers))), framing)
+        if draw(st.integers(0, 3)) == 0:
+            headers.insert(draw(st.integers(0, len(headers))),
+                           (cased(draw, b"Expect"), b"100-continue"))
+
+    # the member's answer
+    if upgrade:
+        s.status = draw(st.sampled_from([101, 101, 200, 404]))
+    else:
+        s.status = draw(st.sampled_from([200, 201, 204, 301, 304, 404, 500]))
+    s.interim = s.status != 101 and draw(st.booleans())
+    s.reason = draw(st.sampled_from([REASONS[s.status], b"", b"Whatever Reason"]))
+    rnames = draw(st.lists(st.sampled_from(list(RESPONSE_HEADERS)), max_size=8))
+    rheaders: Headers = [(cased(draw, n), draw(RESPONSE_HEADERS[n])) for n in rnames]
+    if s.status == 101:
+        s.rversion = b"1.1"
+        s.rheaders = [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
+        for h in rheaders:
+            if h[0].lower() not in (b"connection", b"upgrade"):
+                s.rheaders.insert(draw(st.integers(0, len(s.rheaders))), h)
+        s.tunnel_data = draw(st.sampled_from([b"", b"\x81\x02hi"]))
+        return with_cuts(draw, s)
+    s.rversion = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
+    s.rheaders = rheaders
+    if s.status == 204:
+        s.framing = "close"  # nothing says a length; 204 has no body anyway
+    elif s.status == 304:
+        s.framing = draw(st.sampled_from(["length", "close"]))
+    else:
+        s.framing = draw(st.sampled_from(
+            ["length", "chunked", "close"] if s.rversion == b"1.1" else ["length", "close"]))
+    if s.framing == "chunked":
+        s.rchunks = draw(st.lists(st.binary(min_size=1, max_size=8), max_size=3))
+        rframing = (cased(draw, b"Transfer-Encoding"), b"chunked")
+    else:
+        s.rchunks = [draw(st.binary(max_size=12))] if s.sends_body else []
+        rframing = (cased(draw, b"Content-Length"), b"%d" % len(b"".join(s.rchunks)))
+    if s.framing != "close":
+        s.rheaders.insert(draw(st.integers(0, len(s.rheaders))), rframing)
+    return with_cuts(draw, s)
+
+
+def with_cuts(draw: st.DrawFn, s: Scenario) -> Scenario:
+    """Mostly one read per side; sometimes the bytes arrive in two or three reads."""
+    for attr, n in (("req_cuts", len(s.wire_request())), ("resp_cuts", len(s.wire_response()))):
+        if n > 1 and draw(st.integers(0, 3)) == 0:
+            setattr(s, attr, sorted(set(draw(st.lists(st.integers(1, n - 1), min_size=1,
+                                                      max_size=2)))))
+    # a cut inside the body is rare by chance (heads are longer): ask for one outright
+    inside: list[int] = []
+    pos = 0
+    for seg, is_body in s.response_segments():
+        if is_body:
+            inside += range(pos + 1, pos + len(seg))
+        pos += len(seg)
+    if inside and draw(st.integers(0, 2)) == 0:
+        s.resp_cuts = sorted({*s.resp_cuts, draw(st.sampled_from(inside))})
+    return s
+
+
+def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+# -- the reference model --------------------------------------------------------------------
+def scheme_replaced(sets: dict[str, str] | None) -> list[tuple[bytes, str]]:
+    if sets is None:
+        sets = {"Host": "$host", "X-Real-IP": "$remote_addr",
+                "X-Forwarded-For": "$proxy_add_x_forwarded_for"}
+    return [(k.encode(), v.replace("$scheme", "http")) for k, v in sets.items()]
+
+
+def strip_cookie(value: bytes, name: bytes) -> bytes:
+    # QUIRK 7: every part stripped, empty ones dropped, re-joined with "; "
+    parts = [p.strip() for p in value.split(b";")]
+    return b"; ".join(p for p in parts if p and p.split(b"=", 1)[0] != name)
+
+
+def cookie(cookie_headers: list[bytes], name: bytes) -> bytes | None:
+    for h in cookie_headers:
+        for part in h.split(b";"):
+            k, eq, v = part.strip().partition(b"=")
+            if eq and k == name:
+                return v.strip().strip(b'"')
+    return None
+
+
+def route_after_dot(value: bytes | None) -> str | None:
+    """`ABC.r1` -> `r1`: the text after the first dot, if any."""
+    if not value or b"." not in value:
+        return None
+    return value.split(b".", 1)[1].decode() or None
+
+
+def chosen_member(s: Scenario) -> tuple[str, Headers]:
+    """Which member gets the request on a fresh proxy, and the sticky response headers."""
+    sticky = STICKY[s.sticky_index]
+    by_route = {(r or n): n for n, r in MEMBERS}
+    if sticky is None:
+        return "m0", []  # round robin's first pick
+    cookies = [v for k, v in s.headers if k.lower() == b"cookie"]
+    route = None
+    path = s.target.split(b"?", 1)[0]
+    i = path.lower().find(b";jsessionid=")
+    if i >= 0:
+        v = path[i + len(b";jsessionid="):]
+        for sep in (b";", b"/", b"#"):
+            v = v.split(sep, 1)[0]
+        route = route_after_dot(v)
+    if route is None:
+        route = route_after_dot(cookie(cookies, b"JSESSIONID"))
+    insert = sticky.get("insert")
+    inserted = None
+    if insert:
+        got = cookie(cookies, insert.encode())
+        if got:
+            pre = sticky["prefix"].encode()
+            inserted = (got[len(pre):] if pre and got.startswith(pre) else got).decode()
+    wanted = route or inserted
+    member = by_route.get(wanted, "m0") if wanted else "m0"
+    extra: Headers = []
+    route_of_member = dict(MEMBERS)[member] or member
+    if insert and inserted != route_of_member:
+        sc = f"{insert}={sticky['prefix']}{route_of_member}; Path=/"
+        if "max_age" in sticky:
+            sc += f"; Max-Age={sticky['max_age']}"
+        if sticky.get("httponly"):
+            sc += "; HttpOnly"
+        if sticky.get("secure"):
+            sc += "; Secure"
+        if sticky.get("samesite"):
+            sc += f"; SameSite={sticky['samesite']}"
+        extra.append((b"Set-Cookie", sc.encode()))
+        if sticky.get("nocache"):
+            extra.append((b"Cache-Control", b"private"))
+    return member, extra
+
+
+def expected_member_request(s: Scenario) -> bytes:
+    sets = scheme_replaced(SET_HEADERS[s.set_index])
+    set_lower = {k.lower() for k, _ in sets}
+    sticky = STICKY[s.sticky_index]
+    strip = sticky["insert"].encode() if sticky and sticky.get("indirect") else None
+    conn = first(s.headers, b"connection")
+    listed = tokens(conn) if conn else set()  # QUIRK 3: the first Connection header only
+    peer = s.peer[0].encode()
+    hosts = [v for k, v in s.headers if k.lower() == b"host"]
+    host = hosts[-1] if hosts else b""  # QUIRK 1
+    xffs = [v for k, v in s.headers if k.lower() == b"x-forwarded-for"]
+    xff = b", ".join(xffs) if xffs else None
+
+    client: Headers = []
+    for k, v in s.headers:
+        lk = k.lower()
+        if lk in HOP or lk in listed or lk in (b"content-length", b"expect",
+                                               b"x-forwarded-for") or lk in set_lower:
+            continue
+        if strip is not None and lk == b"cookie":
+            v = strip_cookie(v, strip)
+            if not v:
+                continue
+        client.append((k, v))
+    front: Headers = []
+    after: Headers = []
+    for name, value in sets:  # QUIRK 2, 5
+        if value == "$host":
+            front.append((name, host or b"localhost"))
+        elif value == "$remote_addr":
+            after.append((name, peer))
+        elif value == "$proxy_add_x_forwarded_for":
+            after.append((name, xff + b", " + peer if xff else peer))
+        elif value.startswith("$http_"):
+            got = first(s.headers, value[6:].replace("_", "-").encode())  # QUIRK 4
+            if got is not None:
+                after.append((name, got))
+        elif value:
+            after.append((name, value.encode()))
+    if xff is not None and b"x-forwarded-for" not in set_lower:
+        after.append((b"X-Forwarded-For", xff))
+    if is_upgrade(s):  # QUIRK 6 when set_headers names Upgrade/Connection too
+        after += [(b"Upgrade", first(s.headers, b"upgrade") or b""), (b"Connection", b"upgrade")]
+    body = s.body
+    if body or s.method in (b"POST", b"PUT", b"PATCH"):
+        after.append((b"Content-Length", b"%d" % len(body)))
+    lines = [s.method + b" " + s.target + b" HTTP/1.1"]  # QUIRK 13
+    lines += [k + b": " + v for k, v in front + client + after]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def member_keeps_connection(s: Scenario) -> bool:
+    """llhttp's keep-alive verdict on the member's response (pooled or closed)."""
+    toks = all_tokens(s.rheaders, (b"connection", b"proxy-connection"))
+    if s.rversion == b"1.1":
+        keep = b"close" not in toks
+    else:
+        keep = b"keep-alive" in toks
+    no_body_status = s.status < 200 or s.status in (204, 304)
+    needs_eof = not no_body_status and s.framing == "close"  # QUIRK 11: HEAD too
+    return keep and not needs_eof
+
+
+@dataclass
+class Expected:
+    member: str
+    to_member: bytes
+    to_client: bytes
+    client_closed: bool
+    member_closed: bool
+
+
+def expected(s: Scenario) -> Expected:
+    member, extra = chosen_member(s)
+    to_member = expected_member_request(s)
+    upgrade = is_upgrade(s)
+    prefix = b""
+    if (s.body_kind in ("chunked", "stream") or (s.body_kind == "length" and s.body)) \
+            and (first(s.headers, b"expect") or b"").lower() == b"100-continue" \
+            and s.version == b"1.1":
+        prefix = CONTINUE
+    if s.status == 101:  # QUIRK 10: verbatim, no sticky headers; then a byte tunnel
+        head = [b"HTTP/1.1 101 " + (s.reason or REASONS[101])]
+        head += [k + b": " + v for k, v in s.rheaders]
+        to_client = prefix + b"\r\n".join(head) + b"\r\n\r\n" + s.tunnel_data + b"pong"
+        return Expected(member, to_member + b"ping", to_client, False, False)
+    keep = request_keep_alive(s)
+    conn = first(s.rheaders, b"connection")
+    listed = tokens(conn) if conn else set()
+    hs = [(k, v) for k, v in s.rheaders if k.lower() not in HOP and k.lower() not in listed]
+    hs += extra
+    no_body = s.method == b"HEAD" or s.status in (204, 304)
+    rechunk = False
+    if not no_body and s.framing != "length":
+        if s.version == b"1.1":
+            hs.append((b"Transfer-Encoding", b"chunked"))
+            rechunk = True
+        else:
+            keep = False  # close-delimited for HTTP/1.0
+    if not keep:
+        hs.append((b"Connection", b"close"))
+    # QUIRK 8: nothing says keep-alive to a 1.0 client
+    head = [b"HTTP/1.1 %d " % s.status + (s.reason or REASONS[s.status])]
+    head += [k + b": " + v for k, v in hs]
+    body = b""
+    if not no_body:
+        if rechunk:
+            # one chunk per body event: each member chunk (or the close-delimited body) as
+            # far as one read of the member's socket carries it
+            body = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in s.body_events())
+            body += b"0\r\n\r\n"
+        else:
+            body = b"".join(s.rchunks)
+    to_client = prefix + b"\r\n".join(head) + b"\r\n\r\n" + body
+    closed = not keep or upgrade  # QUIRK 9: a refused upgrade closes, unannounced
+    return Expected(member, to_member, to_client, closed, not member_keeps_connection(s))
+
+
+# -- driving the real code ------------------------------------------------------------------
+class FakeTransport:
+    """Records writes; enough of asyncio.Transport for the proxy's connections."""
+
+    def __init__(self, peer: tuple[str, int]) -> None:
+        self.out: list[bytes] = []
+        self.peer = peer
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.out.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.peer if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class Observed:
+    to_member: dict[str, bytes]
+    member_writes: dict[str, int]
+    member_closed: dict[str, bool]
+    to_client: bytes
+    response_writes: int  # client writes while the member's answer was read
+    client_closed: bool
+
+
+async def settle() -> None:
+    """Let the proxy's tasks (slow path: streamed bodies, upgrades) run; bounded."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def drive(s: Scenario) -> Observed:
+    proxy = Proxy(load_config(s.set_index, s.sticky_index))
+    group = proxy.default
+    loop = asyncio.get_running_loop()
+    ups: dict[str, UpstreamConnection] = {}
+    tps: dict[str, FakeTransport] = {}
+    for peer in group.peers:
+        conn = UpstreamConnection(peer)
+        tps[peer.name] = t = FakeTransport(("127.0.0.1", 1))
+        conn.connection_made(t)  # type: ignore[arg-type]
+        group.release(conn, True, loop.time())  # pooled, as after an earlier request
+        ups[peer.name] = conn
+    client = ClientConnection(proxy)
+    ct = FakeTransport(s.peer)
+    client.connection_made(ct)  # type: ignore[arg-type]
+    try:
+        for piece in pieces(s.wire_request(), s.req_cuts):
+            client.data_received(piece)
+            await settle()  # each read on its own loop turn, as from a socket
+        sent = [name for name, t in tps.items() if t.out]
+        assert len(sent) == 1, f"request went to {sent}"
+        up = ups[sent[0]]
+        before = len(ct.out)
+        for piece in pieces(s.wire_response(), s.resp_cuts):
+            up.data_received(piece)
+            await settle()
+        response_writes = len(ct.out) - before
+        if s.status != 101 and s.sends_body and s.framing == "close":
+            up.connection_lost(None)
+        await settle()
+        if s.status == 101:
+            client.data_received(b"ping")
+            up.data_received(b"pong")
+        return Observed({n: b"".join(t.out) for n, t in tps.items()},
+                        {n: len(t.out) for n, t in tps.items()},
+                        {n: t.closed for n, t in tps.items()},
+                        b"".join(ct.out), response_writes, ct.closed)
+    finally:
+        client.connection_lost(None)  # cancels its timer
+        for task in list(proxy.tasks):
+            task.cancel()
+        await settle()
+
+
+def run(s: Scenario) -> Observed:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(drive(s))
+    finally:
+        loop.close()
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_member_and_client_bytes_match_the_model(s: Scenario) -> None:
+    want = expected(s)
+    got = run(s)
+    other = next(n for n, _ in MEMBERS if n != want.member)
+    assert got.to_member[other] == b"", "the request went to the wrong member"
+    assert got.to_member[want.member] == want.to_member
+    assert got.to_client == want.to_client
+    assert got.client_closed == want.client_closed
+    assert got.member_closed[want.member] == want.member_closed
+    assert not got.member_closed[other]
+    # docs/pylb.md: one member write for head and buffered body; one client write per
+    # member read (head and body coalesced)
+    if s.body_kind != "stream":
+        assert got.member_writes[want.member] == (2 if s.status == 101 else 1)
+    if not s.resp_cuts:
+        assert got.response_writes == 1
+
+
+def test_seed_defaults_example() -> None:
+    """One readable example of the seeds' defaults (Host / X-Real-IP / X-Forwarded-For)."""
+    s = Scenario(0, 1, ("10.1.2.3", 40000), b"POST", b"/app?x=1", b"1.1",
+                 [(b"Host", b"shop.example:8080"), (b"Connection", b"keep-alive, X-Trace"),
+                  (b"X-Trace", b"t1"), (b"X-Forwarded-For", b"1.1.1.1"),
+                  (b"Cookie", b"a=1; ROUTEID=.r1; b=2"), (b"Content-Length", b"2")],
+                 "length", [b"hi"], False, 200, b"OK", b"1.1",
+                 [(b"Content-Type", b"text/plain")], "close", [b"body"])
+    assert expected_member_request(s) == (
+        b"POST /app?x=1 HTTP/1.1\r\nHost: shop.example:8080\r\nCookie: a=1; b=2\r\n"
+        b"X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n"
+        b"Content-Length: 2\r\n\r\nhi")
+    got = run(s)
+    assert got.to_member["m1"] == expected_member_request(s)
+    assert got.to_client == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n")
+    assert not got.client_closed
