@@ -12,7 +12,8 @@ distinct names, so only the balancer's bookkeeping grows).
 
 The machine is shared (2 cores for wrk, the front and the backend, and whatever else runs):
 each front is measured in ROUNDS interleaved slices of `duration / ROUNDS` seconds
-(nginx, pylb, haproxy, pylb --workers 2, aiohttp_proxy, then again ...) and the median slice
+(nginx, pylb, haproxy, pylb --workers 2, nginx with 2 workers, aiohttp_proxy, then
+again ...) and the median slice
 (by rps) gives rps/p50/p99, so a burst of outside load does not land on one contender only.
 Read ratios from the same run, not absolute numbers.
 
@@ -40,19 +41,21 @@ THREADS = 2
 ROUNDS = 3
 
 
-def _nginx_conf(body: str) -> str:
+def _nginx_conf(body: str, workers: int = 1) -> str:
     prefix = "{rundir}/{name}"
     temps = "".join(f"  {t}_temp_path {prefix}/{t}_temp;\n"
                     for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    return (f"worker_processes 1;\nerror_log {prefix}/error.log error;\n"
+    return (f"worker_processes {workers};\nerror_log {prefix}/error.log error;\n"
             f"pid {prefix}/nginx.pid;\nevents {{ worker_connections 8192; }}\n"
             f"http {{\n  access_log off;\n{temps}{body}\n}}\n")
 
 
-def _nginx(name: str, body: str, after: list[str] | None = None) -> ProcessSpec:
+def _nginx(name: str, body: str, after: list[str] | None = None,
+           workers: int = 1) -> ProcessSpec:
     return ProcessSpec(name, "command", ["/usr/sbin/nginx", "-p", "{rundir}/{name}", "-c",
                                          "{file:nginx.conf}", "-g", "daemon off; user root;"],
-                       ready="tcp", after=after or [], files={"nginx.conf": _nginx_conf(body)})
+                       ready="tcp", after=after or [],
+                       files={"nginx.conf": _nginx_conf(body, workers)})
 
 
 def _pylb(name: str, members: int, backend: int, port: int | None = None,
@@ -161,13 +164,16 @@ def run(duration: float) -> dict[str, Any]:
     # answers on both (its own {port} and the fixed one the fronts point at)
     back.files["nginx.conf"] = back.files["nginx.conf"].replace(
         "backlog=4096;", "backlog=4096; listen 127.0.0.1:{port};")
-    front_nginx = _nginx("nginx", f"  upstream b {{ server 127.0.0.1:{backend}; keepalive 64; }}\n"
-                         "  server { listen 127.0.0.1:{port}; keepalive_requests 1000000; "
-                         "location / { proxy_pass http://b; proxy_http_version 1.1; "
-                         "proxy_set_header Connection \"\"; } }\n", after=["backend"])
+    front = (f"  upstream b {{ server 127.0.0.1:{backend}; keepalive 64; }}\n"
+             "  server { listen 127.0.0.1:{port}; keepalive_requests 1000000; "
+             "location / { proxy_pass http://b; proxy_http_version 1.1; "
+             "proxy_set_header Connection \"\"; } }\n")
     w2_port = free_port()
-    procs = [back, front_nginx, _pylb("pylb", 2, backend), _pylb("pylb_w2", 2, backend,
-                                                                  w2_port, workers=2)]
+    # nginx with 2 workers: how far the anchor itself scales on this box (wrk and the
+    # backend share the same 2 cores), the yardstick for pylb --workers 2
+    procs = [back, _nginx("nginx", front, after=["backend"]),
+             _nginx("nginx_w2", front, after=["backend"], workers=2),
+             _pylb("pylb", 2, backend), _pylb("pylb_w2", 2, backend, w2_port, workers=2)]
     have_haproxy = Path("/usr/sbin/haproxy").exists()
     if have_haproxy:
         procs.append(_haproxy(backend))
@@ -187,6 +193,7 @@ def run(duration: float) -> dict[str, Any]:
             if have_haproxy:
                 fronts["haproxy"] = (_url(sup, "haproxy"), pid["haproxy"])
             fronts["pylb_workers2"] = (_url(sup, "pylb_w2", w2_port), pid["pylb_w2"])
+            fronts["nginx_workers2"] = (_url(sup, "nginx_w2"), pid["nginx_w2"])
             fronts["aiohttp_proxy"] = (_url(sup, "aiohttp_proxy"), pid["aiohttp_proxy"])
             result.update(_interleaved(fronts, duration))
             result.setdefault("haproxy", None)
@@ -203,6 +210,9 @@ def run(duration: float) -> dict[str, Any]:
         "pylb_over_nginx_rps": ratio(result["pylb"]["rps"], nginx_rps),
         "pylb_over_nginx_p99": ratio(result["pylb"]["p99_ms"], result["nginx"]["p99_ms"]),
         "pylb_workers2_over_nginx_rps": ratio(result["pylb_workers2"]["rps"], nginx_rps),
+        "nginx_workers2_over_nginx_rps": ratio(result["nginx_workers2"]["rps"], nginx_rps),
+        "pylb_workers2_over_nginx_workers2_rps": ratio(result["pylb_workers2"]["rps"],
+                                                       result["nginx_workers2"]["rps"]),
         "pylb_over_haproxy_rps": ratio(result["pylb"]["rps"],
                                        result["haproxy"]["rps"] if result["haproxy"] else None),
         "pylb_over_nginx_cpu": ratio(pylb_cpu, result["nginx"]["cpu_us_per_req"]),
@@ -211,6 +221,8 @@ def run(duration: float) -> dict[str, Any]:
         "pylb_over_aiohttp_proxy_cpu": ratio(pylb_cpu, result["aiohttp_proxy"]["cpu_us_per_req"]),
         "members_1000_over_2": ratio(result["members_curve"]["1000"],
                                      result["members_curve"]["2"]),
+        "members_1000_over_2_cpu": ratio(result["members_curve_cpu_us_per_req"]["1000"],
+                                         result["members_curve_cpu_us_per_req"]["2"]),
     }
     result["setup"] = (f"wrk -t{THREADS} -c{CONNECTIONS} keep-alive; backend nginx return 200 "
                        f"(1 worker); fronts 1 process each; median of {ROUNDS} interleaved "
