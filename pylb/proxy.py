@@ -7,8 +7,12 @@ Decisions (which peer, is it usable, which route) live in `pylb.balancing` and `
   errors found behind a request in flight are answered after it, then the connection closes.
 * Request bodies are buffered (bounded by `client_max_body_size`, nginx's default
   `proxy_request_buffering on`), so an over-limit body never reaches a member and a retry
-  after a connect failure can resend it. Responses are streamed: the upstream socket stops
-  being read while the client's socket is over its high-water mark (`pause_writing`).
+  after a connect failure can resend it. Two exceptions keep memory bounded: Content-Length
+  bodies from STREAM_MIN bytes on (the limit is checked on the header), and chunked bodies
+  that outgrow STREAM_MIN when there is no limit (`client_max_body_size = 0`, where nothing
+  else would bound them) are streamed — the latter re-chunked to the member. Responses are
+  streamed: the upstream socket stops being read while the client's socket is over its
+  high-water mark (`pause_writing`).
 * Retries (nginx `proxy_next_upstream error timeout`): connect error/timeout → next member;
   once a non-idempotent request (POST, PATCH, LOCK, ...) was written to a member it is never
   re-sent. To keep that from turning an upstream's idle-close race into a 502, such requests
@@ -238,14 +242,15 @@ class BodyStream:
 
     The client socket stops being read while more than `STREAM_HIGH` bytes wait here, and
     the pump in `Proxy.forward` waits for the member's socket to drain, so memory stays
-    bounded whatever the body size. Chunked bodies are never streamed: their size is unknown
-    up front, and an over-limit one must never reach a member.
+    bounded whatever the body size. Chunked bodies are streamed only without a body limit:
+    their size is unknown up front, and an over-limit one must never reach a member.
     """
 
-    __slots__ = ("chunks", "client", "ended", "failed", "paused", "size", "waiter")
+    __slots__ = ("chunked", "chunks", "client", "ended", "failed", "paused", "size", "waiter")
 
-    def __init__(self, client: ClientConnection) -> None:
+    def __init__(self, client: ClientConnection, chunked: bool = False) -> None:
         self.client = client
+        self.chunked = chunked  # sent to the member with Transfer-Encoding: chunked
         self.chunks: list[bytes] = []
         self.size = 0
         self.ended = False
@@ -448,6 +453,8 @@ class ClientConnection(asyncio.Protocol):
                 else:
                     self._body.append(chunk)
                     self._body_size += len(chunk)
+                    if self._body_size >= STREAM_MIN and not self.proxy.limits.max_body_size:
+                        self._stream_chunked()
                 if self._timer_kind == "body":
                     self._arm("body", self.proxy.server.client_body_timeout)
             elif cls is EndOfMessage:
@@ -465,6 +472,19 @@ class ClientConnection(asyncio.Protocol):
             elif isinstance(ev, Upgrade):
                 if ev.data:
                     self.pending_tunnel.append(ev.data)
+
+    def _stream_chunked(self) -> None:
+        """An unlimited chunked body outgrew STREAM_MIN: stream it from here on. Nothing
+        behind it can be queued yet (its bytes follow this body), so queueing now keeps
+        the order."""
+        head = self._head
+        assert head is not None
+        self.stream = BodyStream(self, chunked=True)
+        for part in self._body:
+            self.stream.feed(part)
+        self._body = []
+        self._body_size = 0
+        self._queue.append((head, self.stream))
 
     # -- helpers ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -664,9 +684,11 @@ class Proxy:
         return simple_response(status, body, keep_alive=keep, head_only=head_only)
 
     def request_bytes(self, client: ClientConnection, head: RequestHead, body: bytes,
-                      strip: bytes | None, length: int | None = None) -> bytes:
+                      strip: bytes | None, length: int | None = None,
+                      chunked: bool = False) -> bytes:
         """The request as sent to a member: head rewritten (hop-by-hop headers out,
-        `set_headers` in, Content-Length for a buffered body) plus the body, one bytes.
+        `set_headers` in, Content-Length for a buffered body, Transfer-Encoding: chunked for
+        a streamed chunked one) plus the body, one bytes.
 
         Built straight into one list of parts (one lower() per header). A Connection header
         listing more than hop-by-hop names (`close`, custom tokens) takes the general
@@ -696,7 +718,7 @@ class Proxy:
                     continue
             parts += (k, b": ", v, b"\r\n")
         if conn and not _only_hop_by_hop(conn):
-            return self._request_bytes_listed(client, head, body, strip, length)
+            return self._request_bytes_listed(client, head, body, strip, length, chunked)
         peer = client.peer_bytes
         for kind, prefix, arg in self._set_ops:
             if kind == _SET_HOST:
@@ -719,6 +741,8 @@ class Proxy:
                 parts += (b"Upgrade: ", up, b"\r\nConnection: upgrade\r\n")
         if length is not None:
             parts.append(b"Content-Length: %d\r\n\r\n" % length)
+        elif chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
         elif body or head.method in (b"POST", b"PUT", b"PATCH"):
             parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
         else:
@@ -728,7 +752,8 @@ class Proxy:
         return b"".join(parts)
 
     def _request_bytes_listed(self, client: ClientConnection, head: RequestHead, body: bytes,
-                              strip: bytes | None, length: int | None) -> bytes:
+                              strip: bytes | None, length: int | None,
+                              chunked: bool) -> bytes:
         """`request_bytes` for a Connection header that lists other headers to drop."""
         conn_tokens = _connection_tokens(head.get(b"connection"))
         set_lower = self._set_lower
@@ -774,6 +799,8 @@ class Proxy:
                 hs.append((b"Connection", b"upgrade"))
         if length is not None:
             hs.append((b"Content-Length", b"%d" % length))
+        elif chunked:
+            hs.append((b"Transfer-Encoding", b"chunked"))
         elif body or head.method in (b"POST", b"PUT", b"PATCH"):
             hs.append((b"Content-Length", b"%d" % len(body)))
         return encode_request_head(head.method, head.target, front + hs) + body
@@ -807,8 +834,10 @@ class Proxy:
     def _request_data(self, ctx: RequestCtx) -> bytes:
         if ctx.data is None:
             if isinstance(ctx.body, BodyStream):
+                chunked = ctx.body.chunked
                 ctx.data = self.request_bytes(ctx.client, ctx.head, b"", ctx.strip,
-                                              ctx.head.content_length)
+                                              None if chunked else ctx.head.content_length,
+                                              chunked)
             else:
                 ctx.data = self.request_bytes(ctx.client, ctx.head, ctx.body, ctx.strip)
         return ctx.data
@@ -1016,9 +1045,11 @@ class Proxy:
             while not ex.finished:
                 data = await stream.read()
                 if data is None:
+                    if stream.chunked:
+                        await conn.send(LAST_CHUNK)
                     return
                 conn.last_read = asyncio.get_running_loop().time()  # sending is progress
-                await conn.send(data)
+                await conn.send(encode_chunk(data) if stream.chunked else data)
         except ConnectionError:
             conn.close()  # the client's body broke off: the member must not take half
 

@@ -119,6 +119,7 @@ client_max_body_size = "64m"
 [upstream.ws]
 members = [ { address = "127.0.0.1:{ws.port}" } ]
 '''
+    ws0_toml = ws_toml.replace('"64m"', "0")  # no body limit: chunked bodies stream too
     dead_toml = f'''[server]
 listen = ["127.0.0.1:{{port}}"]
 error_page = {{ "502 504" = "50x.html" }}
@@ -133,6 +134,7 @@ members = [ {{ address = "127.0.0.1:{dead}" }}, {{ address = "127.0.0.1:{dead}",
                     ready="tcp", files={"ws.py": WS_SERVER}),
         pylb_spec("lb", toml, after=["nginx"]),
         pylb_spec("lbws", ws_toml, after=["ws"]),
+        pylb_spec("lbws0", ws0_toml, after=["ws"]),
         dead_spec,
     ]
     sup = Supervisor(make_lab("lb-proxying", specs), tmp_path_factory.mktemp("lbproxy"),
@@ -413,4 +415,30 @@ def test_large_request_body_streamed_with_bounded_memory(lab) -> None:
     st, _, body = recv_response(s, timeout=20)
     assert st == 200 and body.decode() == f"{size} {digest.hexdigest()}"
     assert _rss_kb(pid) - before < 12 * 1024  # streamed, not held whole (24 MiB)
+    s.close()
+
+
+def test_unlimited_chunked_body_streamed_with_bounded_memory(lab) -> None:
+    """`client_max_body_size = 0`: a chunked upload is re-chunked to the member as it
+    arrives instead of being held whole (nginx would spill it to a temp file)."""
+    size = 24 * 1024 * 1024
+    block = bytes(range(256)) * 256  # 64 KiB
+    pid = lab.procs["lbws0"].pid
+    before = _rss_kb(pid)
+    s = connect(lab.address("lbws0"))
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    digest = hashlib.sha256()
+    frame = b"%x\r\n" % len(block) + block + b"\r\n"
+    for _ in range(size // len(block)):
+        s.sendall(frame)
+        digest.update(block)
+    s.sendall(b"0\r\n\r\n")
+    st, _, body = recv_response(s, timeout=20)
+    assert st == 200 and body.decode() == f"{size} {digest.hexdigest()}"
+    assert _rss_kb(pid) - before < 12 * 1024  # streamed, not held whole (24 MiB)
+    # the connection goes on: a small chunked body after it is buffered and sent whole
+    s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\n\r\n")
+    st, _, body = recv_response(s, timeout=10)
+    assert st == 200 and body.decode() == f"5 {hashlib.sha256(b'hello').hexdigest()}"
     s.close()
