@@ -118,7 +118,9 @@ def test_kill_and_graceful_stop_of_the_master(start_lab: StartLab) -> None:
         sup.stop("vip")                                   # SIGTERM: priority 0, VIP released
         gap = poll.first_ok_after(t0, skew + 2)
         print(f"\nloopback v2 graceful: gap {gap} s (skew {skew:.4f} s)")
-        assert gap is not None and gap <= skew + 0.05, sup.tail("vip2")
+        # the priority-0 path: skew time, far below Master_Down (3.65 s); the slack covers
+        # SIGTERM delivery, the VIP rebinding and one poll on a loaded 2-core CI box
+        assert gap is not None and gap <= skew + 0.25, sup.tail("vip2")
         assert poll.samples[-1][2] == "node2"
         wait_state(sup, "vip2", "MASTER", 1)
 
@@ -149,7 +151,8 @@ def test_multicast_v3_hmac_election_and_resign(start_lab: StartLab) -> None:
         sup.stop("vip")
         gap = poll.first_ok_after(t0, 2)
         print(f"\nloopback v3 0.1 s graceful: gap {gap} s (skew 0.0648 s)")
-        assert gap is not None and gap <= 0.0648 + 0.05 + 0.05  # + one more poll period
+        # below v3's Master_Down (3 x 0.1 + 0.0648 = 0.365 s): the priority-0 path
+        assert gap is not None and gap <= 0.22  # Master_Down would land in 0.265-0.365
         wait_state(sup, "vip2", "MASTER", 1)
 
 
