@@ -5,15 +5,17 @@ bottleneck we measure). Fronts, each one process / one worker, keep-alive pools 
 nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`), pylb
 (uvloop), and a reference Python proxy (`aiohttp_proxy`: aiohttp server + one shared
 ClientSession with a 64-connection keep-alive pool, uvloop — benchmarks/_aiohttp_proxy.py),
-which is what "faster than a Python proxy has been" is measured against. Load: wrk, 2
+which is what "faster than a Python proxy has been" is measured against, and the floor
+under any Python proxy on uvloop (`relay_floor`: a byte relay pairing each client with its
+own upstream connection, parsing nothing — benchmarks/_relay_floor.py). Load: wrk, 2
 threads, 64 keep-alive connections, `--duration` seconds per run. Then pylb with
 `--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the backend's address,
 distinct names, so only the balancer's bookkeeping grows).
 
 The machine is shared (2 cores for wrk, the front and the backend, and whatever else runs):
 each front is measured in ROUNDS interleaved slices of `duration / ROUNDS` seconds
-(nginx, pylb, haproxy, pylb --workers 2, nginx with 2 workers, aiohttp_proxy, then
-again ...) and the median slice
+(nginx, pylb, haproxy, pylb --workers 2, nginx with 2 workers, aiohttp_proxy,
+relay_floor, then again ...) and the median slice
 (by rps) gives rps/p50/p99, so a burst of outside load does not land on one contender only.
 Read ratios from the same run, not absolute numbers.
 
@@ -86,6 +88,13 @@ def _aiohttp_proxy(backend: int) -> ProcessSpec:
     return ProcessSpec("aiohttp_proxy", "command",
                        ["{python}", "-m", "benchmarks._aiohttp_proxy", "--listen",
                         "127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{backend}"],
+                       ready="tcp", after=["backend"])
+
+
+def _relay_floor(backend: int) -> ProcessSpec:
+    return ProcessSpec("relay_floor", "command",
+                       ["{python}", "-m", "benchmarks._relay_floor", "--listen",
+                        "127.0.0.1:{port}", "--upstream", f"127.0.0.1:{backend}"],
                        ready="tcp", after=["backend"])
 
 
@@ -178,6 +187,7 @@ def run(duration: float) -> dict[str, Any]:
     if have_haproxy:
         procs.append(_haproxy(backend))
     procs.append(_aiohttp_proxy(backend))
+    procs.append(_relay_floor(backend))
     curve_ns = (2, 10, 100, 1000)
     procs += [_pylb(f"pylb_{n}", n, backend) for n in curve_ns]
     result: dict[str, Any] = {}
@@ -195,6 +205,7 @@ def run(duration: float) -> dict[str, Any]:
             fronts["pylb_workers2"] = (_url(sup, "pylb_w2", w2_port), pid["pylb_w2"])
             fronts["nginx_workers2"] = (_url(sup, "nginx_w2"), pid["nginx_w2"])
             fronts["aiohttp_proxy"] = (_url(sup, "aiohttp_proxy"), pid["aiohttp_proxy"])
+            fronts["relay_floor"] = (_url(sup, "relay_floor"), pid["relay_floor"])
             result.update(_interleaved(fronts, duration))
             result.setdefault("haproxy", None)
             curve = _interleaved({str(n): (_url(sup, f"pylb_{n}"), pid[f"pylb_{n}"])
@@ -219,6 +230,10 @@ def run(duration: float) -> dict[str, Any]:
         "pylb_over_aiohttp_proxy_rps": ratio(result["pylb"]["rps"],
                                              result["aiohttp_proxy"]["rps"]),
         "pylb_over_aiohttp_proxy_cpu": ratio(pylb_cpu, result["aiohttp_proxy"]["cpu_us_per_req"]),
+        "pylb_over_relay_floor_cpu": ratio(pylb_cpu, result["relay_floor"]["cpu_us_per_req"]),
+        "relay_floor_over_nginx_cpu": ratio(result["relay_floor"]["cpu_us_per_req"],
+                                            result["nginx"]["cpu_us_per_req"]),
+        "relay_floor_over_nginx_rps": ratio(result["relay_floor"]["rps"], nginx_rps),
         "members_1000_over_2": ratio(result["members_curve"]["1000"],
                                      result["members_curve"]["2"]),
         "members_1000_over_2_cpu": ratio(result["members_curve_cpu_us_per_req"]["1000"],
