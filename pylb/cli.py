@@ -37,6 +37,8 @@ from pylb import config as lbconfig
 
 log = logging.getLogger("pylb")
 
+BOARD = "health.shm"  # the shared passive-health board in the run dir (pylb.shared_health)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pylb", description="pycluster reverse proxy and "
@@ -57,6 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _health_groups(groups: dict[str, Any]) -> dict[str, Any]:
     return {name: (g.cfg.health, g.peers, g.balancer) for name, g in groups.items()}
+
+
+def _balancers(groups: dict[str, Any]) -> dict[str, Any]:
+    return {name: g.balancer for name, g in groups.items()}
+
+
+def _open_board(run_dir: Path | None) -> Any:
+    """A worker's view of the master's passive-health board (None: stay per worker)."""
+    from pylb.shared_health import BoardError, SharedHealth
+
+    if run_dir is None:
+        return None
+    try:
+        return SharedHealth(run_dir / BOARD)
+    except (OSError, BoardError) as exc:
+        log.error("passive health stays per worker: %s", exc)
+        return None
 
 
 def _reload_config(path: str) -> lbconfig.LbConfig | None:
@@ -82,6 +101,9 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
     proxy = Proxy(cfg)
     runtime.poll()
     runtime.apply(proxy.groups, with_health=worker)
+    board = _open_board(run_dir) if worker else None
+    if board is not None:
+        board.bind(_balancers(proxy.groups))
     try:
         bound = await proxy.start(reuse_port=worker)
     except OSError as exc:
@@ -111,6 +133,8 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
             return
         proxy.apply_config(new)
         runtime.apply(proxy.groups, with_health=worker)
+        if board is not None:
+            board.bind(_balancers(proxy.groups))
         mgr.groups = proxy.groups
         if not worker:
             health.start(_health_groups(proxy.groups))
@@ -163,6 +187,7 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
     from pylb.health import HealthChecker
     from pylb.manager import Manager
     from pylb.runtime import RuntimeState
+    from pylb.shared_health import SharedHealth, group_keys, layout
     from pylb.upstream import UpstreamGroup
 
     cfg = lbconfig.load(args.config)
@@ -177,6 +202,11 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
     groups = {name: UpstreamGroup(u) for name, u in cfg.upstreams.items()}
     runtime.capture_health(groups)
     runtime.save()
+    # the passive-health board: laid out here (fresh), re-laid out on reload, shared by all
+    board_path = run_dir / BOARD
+    layout(board_path, group_keys({n: g.peers for n, g in groups.items()}), fresh=True)
+    board = SharedHealth(board_path)
+    board.bind(_balancers(groups))  # the manager page shows the shared fails / usable
     loop = asyncio.get_running_loop()
     workers: dict[int, asyncio.subprocess.Process] = {}
 
@@ -229,6 +259,8 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
             if name in old:
                 g.carry_over(old[name])
         runtime.apply(groups)
+        layout(board_path, group_keys({n: g.peers for n, g in groups.items()}))
+        board.bind(_balancers(groups))
         mgr.groups = groups
         health.start(_health_groups(groups))
         publish()
@@ -243,6 +275,7 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
                 if p.returncode is not None and not mgr.stopping:
                     log.error("worker %d exited with %s; restarting it", i, p.returncode)
                     await spawn(i)
+            board.sync_all()
             await asyncio.sleep(0.5)
 
     sitter = loop.create_task(babysit())
@@ -260,6 +293,7 @@ async def serve_master(args: argparse.Namespace, stop: StopSignal) -> int:
         except TimeoutError:
             p.kill()
     await health.aclose()
+    board.close()
     if runner is not None:
         await runner.cleanup()
     return 0

@@ -108,7 +108,7 @@ class HealthChecker:
             if st.record(ok, now):
                 peer.healthy = st.healthy
                 if st.healthy:
-                    peer.fails = 0
+                    bal.clear_fails(peer)  # shared with the workers when on a board
                 bal.refresh()  # flags changed outside the balancer are announced
                 log.warning("upstream %s member %s (%s) is %s", gname, peer.name, peer.server,
                             "up again" if st.healthy else "down (health check)")

@@ -138,6 +138,7 @@ class Sticky:
                inserted: str | None = None) -> Decision:
         route = pick.route or inserted
         if route is not None:
+            bal.sync()  # passive health failed by another worker counts here too
             peer = self.by_route.get(route)
             if peer is not None and peer.index not in pick.tried and peer.usable(now):
                 peer.sticky_hits += 1

@@ -10,12 +10,19 @@ Tiers: the first tier is every primary peer whose runtime state is `active`; the
 (httpd's hot standby). Peers in `drain`/`disabled` take only requests already stuck to them
 (the sticky layer asks `Peer.usable`), `stopped` take nothing. No method reads a clock:
 `now` comes in as an argument, so tests replay any timeline.
+
+With `--workers N` the passive-health fields (`fails`, `checked`, `accessed`) can live on a
+shared board (nginx's `zone`, implemented by `pylb.shared_health`): the balancer keeps its
+local copy for the per-request decisions, brings it up to date when the board's change
+counter moved (one integer compare per pick), and writes through on the rare transitions —
+a failure, the reset after a trial, the trial itself. `board` is None in one process.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Protocol
 
 ACTIVE = "active"
 DRAIN = "drain"
@@ -28,8 +35,8 @@ STATES = (ACTIVE, DRAIN, DISABLED, STOPPED, STANDBY)
 class Peer:
     __slots__ = ("accessed", "backup", "cap", "checked", "conns", "current", "down", "effective",
                  "fail_timeout", "failures", "fails", "healthy", "host", "index", "max_fails",
-                 "name", "port", "requests", "route", "server", "state", "sticky_hits",
-                 "weight")
+                 "name", "port", "requests", "route", "server", "shared_key", "state",
+                 "sticky_hits", "weight")
 
     def __init__(self, name: str, host: str, port: int, weight: int = 1, max_fails: int = 1,
                  fail_timeout: float = 10.0, backup: bool = False, down: bool = False,
@@ -58,6 +65,7 @@ class Peer:
         self.requests = 0
         self.failures = 0  # total failed attempts (manager page)
         self.sticky_hits = 0
+        self.shared_key: bytes | None = None  # its slot on the shared board, when bound
 
     def usable(self, now: float) -> bool:
         """Can take a request at all (sticky requests may use drain/disabled peers)."""
@@ -72,6 +80,34 @@ class Peer:
 
     def __repr__(self) -> str:
         return f"<Peer {self.name} {self.host}:{self.port} w={self.weight} {self.state}>"
+
+
+class HealthBoard(Protocol):
+    """Passive-health state shared between processes (see `pylb.shared_health`).
+
+    Every method takes a peer bound to the board (`shared_key` set) and leaves the board's
+    current `fails`/`checked`/`accessed` in the peer's own fields.
+    """
+
+    @property
+    def gen(self) -> Sequence[int]:
+        """A change counter: `gen[0]` moves whenever any slot changes."""
+
+    def pull(self, bal: Balancer) -> None:
+        """Copy the board's state into every bound peer of `bal`; note `bal.board_seen`."""
+
+    def fail(self, peer: Peer, now: float) -> None:
+        """One more failure: `fails += 1`, `checked = accessed = now`."""
+
+    def reset(self, peer: Peer) -> None:
+        """A success: `fails = 0` if the board still says `accessed < checked`."""
+
+    def clear(self, peer: Peer) -> None:
+        """`fails = 0` unconditionally (an active check saw the member come back)."""
+
+    def claim(self, peer: Peer, now: float) -> bool:
+        """Take the trial: if `now - checked > fail_timeout`, set `checked = now` and say
+        True; otherwise (another process took it) say False."""
 
 
 class Pick:
@@ -128,6 +164,8 @@ class Balancer(abc.ABC):
         self.tier1: list[Peer] = []
         self.tier2: list[Peer] = []
         self.total_weight = 0
+        self.board: HealthBoard | None = None
+        self.board_seen = -1  # the board's change counter when last pulled
         self.refresh()
 
     @property
@@ -159,16 +197,30 @@ class Balancer(abc.ABC):
     def select_primary(self, pick: Pick, now: float) -> Peer | None:
         """Pick among the first tier (`self.tier1`); skip tried and unusable peers."""
 
+    def sync(self) -> None:
+        """Bring in the shared board's state if it changed (callers that test
+        `Peer.usable` without `select`, e.g. the sticky layer)."""
+        board = self.board
+        if board is not None and board.gen[0] != self.board_seen:
+            board.pull(self)
+
     def select(self, pick: Pick, now: float) -> Peer | None:
         if self.single:
             p = self.primary[0]
             if p.index in pick.tried or p.down or not p.healthy or p.state != ACTIVE:
                 return None
             return p
+        board = self.board
+        if board is not None and board.gen[0] != self.board_seen:
+            board.pull(self)
         peer = self.select_primary(pick, now)
         if peer is None and self.tier2:
             peer = smooth_wrr(self.tier2, pick, now)
         if peer is not None and now - peer.checked > peer.fail_timeout:
+            if (peer.fails and board is not None and peer.shared_key is not None
+                    and not board.claim(peer, now) and not peer.usable(now)):
+                # another process took the trial first: the peer is out again
+                return self.select(pick, now)
             peer.checked = now
         return peer
 
@@ -179,11 +231,24 @@ class Balancer(abc.ABC):
         if self.single:
             return
         if not ok:
-            peer.fails += 1
-            peer.accessed = now
-            peer.checked = now
+            if self.board is not None and peer.shared_key is not None:
+                self.board.fail(peer, now)
+            else:
+                peer.fails += 1
+                peer.accessed = now
+                peer.checked = now
             if peer.max_fails:
                 peer.effective -= peer.weight // peer.max_fails
             peer.effective = max(peer.effective, 0)
-        elif peer.accessed < peer.checked:
+        elif peer.fails and peer.accessed < peer.checked:
+            if self.board is not None and peer.shared_key is not None:
+                self.board.reset(peer)
+            else:
+                peer.fails = 0
+
+    def clear_fails(self, peer: Peer) -> None:
+        """Forget passive failures (an active health check saw the member come back)."""
+        if self.board is not None and peer.shared_key is not None:
+            self.board.clear(peer)
+        else:
             peer.fails = 0
