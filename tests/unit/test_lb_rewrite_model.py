@@ -18,17 +18,20 @@ connection fails here. Chunk boundaries are pinned too: one chunk per body piece
 hands over per read.
 
 The model encodes the CURRENT behaviour. Where that differs from nginx it is marked
-`QUIRK n` in the model below (this test changes no code; each is a decision for later):
+`QUIRK n` in the model below (this test changes no code; each is a decision for later).
+1, 2, 3, 4, 5, 8 and 13 were checked against nginx 1.22.1 on this box (proxy_pass to a socket
+that prints what it gets):
 
 1. `$host` is the raw value of the LAST Host header, port included, "localhost" when there is
-   none; nginx lower-cases it, strips the port, prefers an absolute-form request target, and
-   answers 400 to a duplicate Host.
+   none; nginx lower-cases it, strips the port, prefers an absolute-form request target,
+   falls back to server_name (empty by default: no Host line at all) and answers 400 to a
+   duplicate Host.
 2. Every `$host` line goes first (right after the request line); every other set header goes
    after the client's headers, then the merged X-Forwarded-For, Upgrade/Connection and
    Content-Length. nginx puts all proxy_set_header lines before the client's headers.
-3. Only the FIRST Connection header's tokens remove other headers (nginx removes none; RFC 9110
-   says all Connection headers count). A header named in Connection but also X-Forwarded-For
-   is still merged into X-Forwarded-For.
+3. Only the FIRST Connection header's tokens remove other headers (nginx removes none, and
+   passes Proxy-Connection and Trailer on too; RFC 9110 says all Connection headers count).
+   X-Forwarded-For named in Connection is still merged into X-Forwarded-For.
 4. `$http_NAME` copies the first header of that name, even an empty value (nginx leaves an
    empty-valued header out) and even a hop-by-hop one (`$http_connection`); with several
    headers of that name, nginx >= 1.23 joins them.
