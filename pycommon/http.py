@@ -167,6 +167,7 @@ class _Base:
         self._body_bytes = 0
         self._content_length: int | None = None
         self._chunked = False
+        self._hosts = 0  # Host lines of this request
 
     def on_message_begin(self) -> None:
         self._headers = []
@@ -193,6 +194,8 @@ class _Base:
                 self._content_length = int(value)
             elif lname == b"transfer-encoding":
                 self._chunked = value.strip().lower().endswith(b"chunked")
+        elif ln == 4 and name.lower() == b"host":
+            self._hosts += 1
         self._headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
@@ -219,6 +222,7 @@ class RequestParser(_Base):
         self._body_bytes = 0
         self._content_length = None
         self._chunked = False
+        self._hosts = 0
         self._url = b""
 
     def on_url(self, url: bytes) -> None:
@@ -232,8 +236,13 @@ class RequestParser(_Base):
         mbs = self.limits.max_body_size
         if mbs and cl is not None and cl > mbs:
             raise HttpError(413)
+        version = p.get_http_version()
+        if self._hosts != 1 and (self._hosts or version == "1.1"):
+            # RFC 9112 3.2, as nginx and Tomcat answer it
+            raise HttpError(400, "duplicate Host header" if self._hosts else
+                            "HTTP/1.1 request without Host header")
         self._events.append(RequestHead(
-            p.get_method(), self._url, p.get_http_version(), self._headers,
+            p.get_method(), self._url, version, self._headers,
             p.should_keep_alive(), p.should_upgrade(), cl, self._chunked))
 
     def on_body(self, body: bytes) -> None:
@@ -329,8 +338,15 @@ class ResponseParser(_Base):
                     chunked = value.strip().lower().endswith(b"chunked")
         self._content_length = cl
         self._chunked = chunked
-        head = ResponseHead(status, self._reason, p.get_http_version(), self._headers,
-                            p.should_keep_alive(), cl, chunked)
+        version = p.get_http_version()
+        keep = p.should_keep_alive()
+        if self._head_only and not keep and not chunked and cl is None and status >= 200:
+            # llhttp takes a head without a length for a body read to EOF; the answer to a
+            # HEAD has no body, so only its Connection header decides
+            toks = {t.strip().lower() for k, v in self._headers
+                    if k.lower() == b"connection" for t in v.split(b",")}
+            keep = b"close" not in toks if version == "1.1" else b"keep-alive" in toks
+        head = ResponseHead(status, self._reason, version, self._headers, keep, cl, chunked)
         self._events.append(head)
         no_body = status < 200 or status in (204, 304)
         self.close_delimited = (not no_body and not self._head_only and

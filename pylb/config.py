@@ -53,6 +53,7 @@ from typing import Any
 
 from pycommon.config import ConfigError, TomlSource, parse_hostport
 from pylb.balancing import METHODS, STATES
+from pylb.set_headers import check_name, compile_value
 from pylb.sticky import StickyConfig
 
 
@@ -381,6 +382,14 @@ def from_source(src: TomlSource) -> LbConfig:
         if not isinstance(rs["set_headers"], dict):
             raise src.error("set_headers: expected a table", "set_headers", "server")
         server.set_headers = {str(k): str(v) for k, v in rs["set_headers"].items()}
+        at = src.line_of("set_headers", "server")
+        for k, v in server.set_headers.items():
+            try:
+                check_name(k)
+                compile_value(v)
+            except ValueError as exc:
+                raise ConfigError(f"set_headers: {exc}", src.path,
+                                  src.line_containing(k, at), k) from None
     if "error_page" in rs:
         server.error_pages = _error_pages(src, rs["error_page"])
     server.access_log = str(rs.get("access_log", "off"))

@@ -44,7 +44,6 @@ from pycommon.http import (
     ResponseHead,
     Upgrade,
     encode_chunk,
-    encode_request_head,
     encode_response_head,
     error_page,
     simple_response,
@@ -52,6 +51,7 @@ from pycommon.http import (
 from pylb.access_log import AccessLog
 from pylb.balancing import Peer, Pick
 from pylb.config import LbConfig, ServerConfig
+from pylb.set_headers import Part, compile_value, host_variable, render, split_absolute
 from pylb.sticky import strip_cookie
 from pylb.upstream import UpstreamConnection, UpstreamGone, UpstreamGroup, UpstreamTimeout
 
@@ -60,7 +60,8 @@ log = logging.getLogger("pylb.proxy")
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE"})
 NON_IDEMPOTENT_MAX_IDLE = 2.0
 # set_headers value kinds, decided once per config (Proxy._set_ops)
-_SET_HOST, _SET_REMOTE, _SET_XFF, _SET_HTTP, _SET_LITERAL = range(5)
+_SET_HOST, _SET_REMOTE, _SET_XFF, _SET_HTTP, _SET_LITERAL, _SET_TEMPLATE = range(6)
+SetOp = tuple[int, bytes, bytes, list[Part]]
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_QUEUED = 16  # pipelined requests buffered before we stop reading the client
 SWEEP_INTERVAL = 0.1  # read-timeout granularity
@@ -108,6 +109,8 @@ class Exchange:
             self.out.append(encode_response_head(101, h.headers, h.reason or None))
             self.head_written = True
             return
+        if self.upgrade:  # refused: the client's parser has switched, so this is the last
+            self.keep_client = False
         reason = h.reason
         if reason:
             # the head goes straight into `out` as parts (flush joins head and body once);
@@ -134,7 +137,12 @@ class Exchange:
                         self.chunked_out = True
                     else:
                         self.keep_client = False
-                out.append(b"\r\n" if self.keep_client else b"Connection: close\r\n\r\n")
+                if not self.keep_client:
+                    out.append(b"Connection: close\r\n\r\n")
+                elif self.client.http11:
+                    out.append(b"\r\n")
+                else:  # an HTTP/1.0 client is told it may keep the connection (nginx)
+                    out.append(b"Connection: keep-alive\r\n\r\n")
                 self.head_written = True
                 return
             del out[mark:]
@@ -155,6 +163,8 @@ class Exchange:
                 self.keep_client = False
         if not self.keep_client:
             hs.append((b"Connection", b"close"))
+        elif not self.client.http11:
+            hs.append((b"Connection", b"keep-alive"))
         self.out.append(encode_response_head(status, hs, h.reason or None))
         self.head_written = True
 
@@ -657,27 +667,32 @@ class Proxy:
         if (self.access.path, self.access.fmt) != (s.access_log, s.access_log_format):
             self.access.close()
             self.access = AccessLog(s.access_log, s.access_log_format)
-        scheme = b"http"
-        sets: list[tuple[bytes, str]] = []
+        # set_headers decided once: (kind, b"Name: ", argument, compiled parts); values that
+        # are one variable take a fast path, the rest are rendered (pylb.set_headers)
+        ops: list[SetOp] = []
+        names: list[bytes] = []
         for name, value in s.set_headers.items():
-            sets.append((name.encode(), value.replace("$scheme", scheme.decode())))
-        self._sets = sets
-        self._set_lower = frozenset(n.lower() for n, _ in sets)
-        # the same, decided once: (kind, b"Name: ", literal value or $http_ header name)
-        ops: list[tuple[int, bytes, bytes]] = []
-        for hname, how in sets:
-            prefix = hname + b": "
-            if how == "$host":
-                ops.append((_SET_HOST, prefix, b""))
-            elif how == "$remote_addr":
-                ops.append((_SET_REMOTE, prefix, b""))
-            elif how == "$proxy_add_x_forwarded_for":
-                ops.append((_SET_XFF, prefix, b""))
-            elif how.startswith("$http_"):
-                ops.append((_SET_HTTP, prefix, how[6:].replace("_", "-").encode()))
-            elif how:
-                ops.append((_SET_LITERAL, prefix, how.encode()))
+            parts = compile_value(value, "http")
+            names.append(name.encode())
+            prefix = name.encode() + b": "
+            if not parts:
+                continue  # empty: the client's header of that name is removed, nothing sent
+            if len(parts) > 1:
+                ops.append((_SET_TEMPLATE, prefix, b"", parts))
+                continue
+            kind, arg = parts[0]
+            code = {"host": _SET_HOST, "remote_addr": _SET_REMOTE,
+                    "proxy_add_x_forwarded_for": _SET_XFF, "http": _SET_HTTP,
+                    "": _SET_LITERAL}.get(kind, _SET_TEMPLATE)
+            ops.append((code, prefix, arg, parts))
+        self._set_lower = frozenset(n.lower() for n in names)
         self._set_ops = ops
+        # on an upgrade request the proxy's own Upgrade / Connection replace configured ones
+        # (nginx's WebSocket recipe sets both; sending them twice would be wrong)
+        self._set_ops_upgrade = [op for op in ops if op[1][:-2].lower() not in
+                                 (b"upgrade", b"connection")]
+        self._needs_host = any(op[0] == _SET_HOST or any(k == "host" for k, _ in op[3])
+                               for op in ops)
 
     def error_response(self, status: int, keep: bool, head_only: bool) -> bytes:
         body = self.server.error_pages.get(status) or error_page(status)
@@ -691,11 +706,18 @@ class Proxy:
         a streamed chunked one) plus the body, one bytes.
 
         Built straight into one list of parts (one lower() per header). A Connection header
-        listing more than hop-by-hop names (`close`, custom tokens) takes the general
-        `_request_bytes_listed` path, which produces the same bytes.
+        listing more than hop-by-hop names (`close`, custom tokens) has the client's headers
+        picked again by `_client_headers_listed`. An absolute-form target goes to the member
+        as its path (nginx), its host feeding `$host`.
         """
         set_lower = self._set_lower
-        parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n", b""]  # [4]: $host lines
+        target = head.target
+        url_host: bytes | None = None
+        if target[:1] != b"/":
+            absolute = split_absolute(target)
+            if absolute is not None:
+                url_host, target = absolute
+        parts = [head.method, b" ", target, b" HTTP/1.1\r\n", b""]  # [4]: $host lines
         host = b""
         xff: bytes | None = None
         conn: bytes | None = None
@@ -718,21 +740,29 @@ class Proxy:
                     continue
             parts += (k, b": ", v, b"\r\n")
         if conn and not _only_hop_by_hop(conn):
-            return self._request_bytes_listed(client, head, body, strip, length, chunked)
+            del parts[5:]
+            self._client_headers_listed(parts, head, strip)
         peer = client.peer_bytes
-        for kind, prefix, arg in self._set_ops:
+        if self._needs_host:
+            host = host_variable(url_host if url_host is not None else host) or b"localhost"
+        for kind, prefix, arg, tmpl in (self._set_ops_upgrade if head.upgrade
+                                        else self._set_ops):
             if kind == _SET_HOST:
-                parts[4] += prefix + (host or b"localhost") + b"\r\n"
+                parts[4] += prefix + host + b"\r\n"
             elif kind == _SET_REMOTE:
                 parts += (prefix, peer, b"\r\n")
             elif kind == _SET_XFF:
                 parts += (prefix, xff + b", " + peer if xff else peer, b"\r\n")
             elif kind == _SET_HTTP:
                 hv = head.get(arg)
-                if hv is not None:
+                if hv:  # an empty value is not sent (nginx)
                     parts += (prefix, hv, b"\r\n")
-            else:
+            elif kind == _SET_LITERAL:
                 parts += (prefix, arg, b"\r\n")
+            else:
+                value = render(tmpl, host, peer, xff, target, head.get)
+                if value:
+                    parts += (prefix, value, b"\r\n")
         if xff is not None and b"x-forwarded-for" not in set_lower:
             parts += (b"X-Forwarded-For: ", xff, b"\r\n")
         if head.upgrade:
@@ -751,59 +781,21 @@ class Proxy:
             parts.append(body)
         return b"".join(parts)
 
-    def _request_bytes_listed(self, client: ClientConnection, head: RequestHead, body: bytes,
-                              strip: bytes | None, length: int | None,
-                              chunked: bool) -> bytes:
-        """`request_bytes` for a Connection header that lists other headers to drop."""
+    def _client_headers_listed(self, parts: list[bytes], head: RequestHead,
+                               strip: bytes | None) -> None:
+        """The client's headers for a Connection header that lists other headers to drop."""
         conn_tokens = _connection_tokens(head.get(b"connection"))
         set_lower = self._set_lower
-        hs: list[tuple[bytes, bytes]] = []
-        host = b""
-        xff: bytes | None = None
         for k, v in head.headers:
             lk = k.lower()
-            if lk == b"host":
-                host = v
-            elif lk == b"x-forwarded-for":
-                xff = v if xff is None else xff + b", " + v
-                continue
             if lk in HOP_BY_HOP or lk in conn_tokens or lk == b"content-length" \
-                    or lk == b"expect" or lk in set_lower:
+                    or lk == b"expect" or lk == b"x-forwarded-for" or lk in set_lower:
                 continue
             if strip is not None and lk == b"cookie":
                 v = strip_cookie(v, strip)
                 if not v:
                     continue
-            hs.append((k, v))
-        peer = client.peer_bytes
-        front: list[tuple[bytes, bytes]] = []
-        for name, value in self._sets:
-            if value == "$host":
-                front.append((name, host or b"localhost"))
-            elif value == "$remote_addr":
-                hs.append((name, peer))
-            elif value == "$proxy_add_x_forwarded_for":
-                hs.append((name, xff + b", " + peer if xff else peer))
-            elif value.startswith("$http_"):
-                hv = head.get(value[6:].replace("_", "-").encode())
-                if hv is not None:
-                    hs.append((name, hv))
-            elif value:
-                hs.append((name, value.encode()))
-        if xff is not None and b"x-forwarded-for" not in set_lower:
-            hs.append((b"X-Forwarded-For", xff))
-        if head.upgrade:
-            up = head.get(b"upgrade")
-            if up is not None:
-                hs.append((b"Upgrade", up))
-                hs.append((b"Connection", b"upgrade"))
-        if length is not None:
-            hs.append((b"Content-Length", b"%d" % length))
-        elif chunked:
-            hs.append((b"Transfer-Encoding", b"chunked"))
-        elif body or head.method in (b"POST", b"PUT", b"PATCH"):
-            hs.append((b"Content-Length", b"%d" % len(body)))
-        return encode_request_head(head.method, head.target, front + hs) + body
+            parts += (k, b": ", v, b"\r\n")
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

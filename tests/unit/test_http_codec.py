@@ -53,7 +53,7 @@ def test_bytes_split_anywhere_give_the_same_events() -> None:
 
 @pytest.mark.parametrize("raw,status", [
     (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 4000) for i in range(9))
      + b"\r\n", 400),
     (b"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),
@@ -62,6 +62,10 @@ def test_bytes_split_anywhere_give_the_same_events() -> None:
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
     (b"GARBAGE\r\n\r\n", 400),
+    # RFC 9112 3.2 (nginx, Tomcat): HTTP/1.1 needs exactly one Host line
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.0\r\nHost: a\r\nHOST: a\r\n\r\n", 400),
 ])
 def test_bad_requests_get_nginx_codes(raw: bytes, status: int) -> None:
     with pytest.raises(HttpError) as exc:
@@ -71,7 +75,7 @@ def test_bad_requests_get_nginx_codes(raw: bytes, status: int) -> None:
 
 def test_chunked_body_over_limit_is_413() -> None:
     p = RequestParser(Limits(max_body_size=10))
-    p.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+    p.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
     with pytest.raises(HttpError) as exc:
         p.feed(b"b\r\n" + b"x" * 11 + b"\r\n")
     assert exc.value.status == 413
@@ -136,3 +140,22 @@ def test_response_head_is_bounded_and_framing_headers_read_at_its_end() -> None:
     ev = ResponseParser().feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                                b"3\r\nabc\r\n0\r\n\r\n")
     assert isinstance(ev[0], ResponseHead) and ev[0].chunked and ev[0].content_length is None
+
+
+def test_host_is_optional_in_http10_and_one_is_enough() -> None:
+    ev = RequestParser().feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                              b"GET / HTTP/1.1\r\nHoSt: a\r\n\r\n")
+    heads = [e for e in ev if isinstance(e, RequestHead)]
+    assert [h.version for h in heads] == ["1.0", "1.1"]
+
+
+def test_head_answer_without_length_keeps_the_member_connection() -> None:
+    for raw, keep in ((b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", True),
+                      (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", False),
+                      (b"HTTP/1.0 200 OK\r\n\r\n", False),
+                      (b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n", True)):
+        r = ResponseParser()
+        r.expect_head_only()
+        ev = r.feed(raw)
+        assert kinds(ev) == ["ResponseHead", "EndOfMessage"]
+        assert isinstance(ev[0], ResponseHead) and ev[0].keep_alive is keep, raw

@@ -39,6 +39,12 @@ def test_defaults_are_the_seeds_nginx() -> None:
      "lb.toml:4: samesite"),
     ('[server]\nclient_max_body_size = "lots"\n[upstream.a]\nmembers = [ { address = "h:1" } ]\n',
      "lb.toml:2: client_max_body_size"),
+    ('[server]\n[server.set_headers]\nHost = "$host"\nX-Who = "$remote_user"\n'
+     '[upstream.a]\nmembers = [ { address = "h:1" } ]\n',
+     "lb.toml:4: set_headers: unknown variable $remote_user"),
+    ('[server]\nset_headers = { Content-Length = "9" }\n'
+     '[upstream.a]\nmembers = [ { address = "h:1" } ]\n',
+     "lb.toml:2: set_headers: Content-Length cannot be set"),
 ])
 def test_errors_name_file_line_and_token(text: str, where: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -17,45 +17,33 @@ client. Any change that alters a single byte, which member is used, the document
 connection fails here. Chunk boundaries are pinned too: one chunk per body piece the parser
 hands over per read.
 
-The model encodes the CURRENT behaviour. Where that differs from nginx it is marked
-`QUIRK n` in the model below (this test changes no code; each is a decision for later).
-1, 2, 3, 4, 5, 8 and 13 were checked against nginx 1.22.1 on this box (proxy_pass to a socket
-that prints what it gets):
+The model encodes the current behaviour, which follows nginx 1.22.1 (checked on this box,
+and side by side in tests/integration/test_lb_interop_headers.py) for `$host` (lower-cased,
+port and trailing dot dropped, an absolute-form target's host first; the target goes on as its
+path), variables inside set_headers values, empty values not sent, Upgrade/Connection set by
+config replaced by the proxy's own on upgrade requests (a configured Content-Length is a config
+error), `Connection: keep-alive` told to keep-alive HTTP/1.0 clients, `Connection: close` on
+a refused upgrade, and HEAD answers without a length keeping the member connection. HTTP/1.1
+requests carry exactly one Host (the codec answers 400 otherwise, as nginx does). Where it
+still differs from nginx it is marked `QUIRK n` below:
 
-1. `$host` is the raw value of the LAST Host header, port included, "localhost" when there is
-   none; nginx lower-cases it, strips the port, prefers an absolute-form request target,
-   falls back to server_name (empty by default: no Host line at all) and answers 400 to a
-   duplicate Host.
+1. `$host` falls back to "localhost" for an HTTP/1.0 request without Host (nginx: the
+   server_name, empty by default, and then no Host line; pylb always speaks HTTP/1.1 to
+   members, where Host is required).
 2. Every `$host` line goes first (right after the request line); every other set header goes
    after the client's headers, then the merged X-Forwarded-For, Upgrade/Connection and
    Content-Length. nginx puts all proxy_set_header lines before the client's headers.
 3. Only the FIRST Connection header's tokens remove other headers (nginx removes none, and
    passes Proxy-Connection and Trailer on too; RFC 9110 says all Connection headers count).
    X-Forwarded-For named in Connection is still merged into X-Forwarded-For.
-4. `$http_NAME` copies the first header of that name, even an empty value (nginx leaves an
-   empty-valued header out) and even a hop-by-hop one (`$http_connection`); with several
-   headers of that name, nginx >= 1.23 joins them.
-5. Set-header values are compared whole: `$host`, `$remote_addr`, `$proxy_add_x_forwarded_for`,
-   `$http_*`; anything else is a literal (only `$scheme` is replaced, anywhere in the value),
-   so `"a $remote_addr"` goes out verbatim; nginx interpolates variables inside values.
-6. A set header that collides with what pylb adds itself goes out twice: `Connection`/`Upgrade`
-   set by config plus pylb's own on an upgrade request, or a configured `Content-Length`.
 7. With `indirect`, every Cookie header is re-joined as `a=1; b=2` (whitespace and empty parts
    dropped) even when the inserted cookie is not in it; HAProxy only cuts the cookie out.
    A configured `$http_cookie` copies the unstripped cookie to the member.
-8. A keep-alive HTTP/1.0 client gets no `Connection: keep-alive` in the answer (nginx sends it;
-   without it a 1.0 client must assume the connection closes).
-9. A refused upgrade (non-101 answer to an Upgrade request) closes the client connection
-   afterwards without announcing `Connection: close` in that answer.
 10. A member's 101 head is relayed verbatim (its Keep-Alive or other hop-by-hop headers too),
    without the sticky Set-Cookie.
-11. A member connection that answered HEAD without Content-Length / chunked is closed, not
-   pooled (llhttp thinks such a head needs EOF); nginx knows HEAD has no body.
 12. Keep-alive and upgrade are llhttp's verdicts: Proxy-Connection counts like Connection
    (`Proxy-Connection: close` closes a 1.1 client; nginx ignores that header), and a 1.0
    request listing both `keep-alive` and `close` is kept alive.
-13. The request target goes to the member as received, so an absolute-form target
-   (`GET http://host/x`) stays absolute; nginx sends the path.
 
 Not generated (so not pinned): bodies on Upgrade requests (llhttp hands such a body to the
 tunnel, so the member gets `Content-Length: 0` and the bytes only after a 101), pipelining,
@@ -106,9 +94,10 @@ SET_HEADERS: list[dict[str, str] | None] = [
      "Proxy-Connection": "$http_connection", "X-Up": "$http_upgrade"},
     # nginx's WebSocket recipe written as set headers
     {"Host": "$host", "Upgrade": "$http_upgrade", "Connection": "upgrade"},
-    # QUIRK 5 and 6: a second, wrong Content-Length reaches the member
+    # variables inside values (nginx interpolates them); an all-empty value is not sent
     {"X-Scheme": "$scheme://x", "X-Mixed": "a $remote_addr b", "X-Real-IP": "$remote_addr",
-     "Content-Length": "9"},
+     "X-Both": "${host}|$http_x_custom_a", "X-Maybe": "$http_x_custom_a$http_x_not_sent",
+     "X-Uri": "$request_uri"},
 ]
 # [upstream.app.sticky] tables; None = no sticky layer
 STICKY: list[dict[str, Any] | None] = [
@@ -302,7 +291,6 @@ def cookie_header(draw: st.DrawFn) -> bytes:
 
 
 REQUEST_HEADERS: dict[bytes, st.SearchStrategy[bytes]] = {
-    b"Host": st.sampled_from([b"example.com", b"Example.COM:8080", b"a.b", b""]),
     b"Connection": conn_value(),
     b"Keep-Alive": st.just(b"timeout=5"),
     b"Proxy-Connection": st.sampled_from([b"keep-alive", b"close"]),
@@ -320,6 +308,8 @@ REQUEST_HEADERS: dict[bytes, st.SearchStrategy[bytes]] = {
     b"Proxy-Authorization": st.just(b"Basic eDp5"),
     b"Accept": st.just(b"*/*"),
 }
+HOSTS = st.sampled_from([b"example.com", b"Example.COM:8080", b"a.b", b"", b"[::1]:81",
+                         b"dot.example."])
 RESPONSE_HEADERS: dict[bytes, st.SearchStrategy[bytes]] = {
     b"Server": st.just(b"pynode"),
     b"Date": st.just(b"Sun, 22 Nov 2026 03:00:00 GMT"),
@@ -395,6 +385,8 @@ def scenario(draw: st.DrawFn, set_index: int, sticky_index: int,
                                    b"http://example.org/abs?x"]))
     version = draw(st.sampled_from([b"1.1", b"1.0"]))
     names = draw(st.lists(st.sampled_from(list(REQUEST_HEADERS)), max_size=10))
+    if version == b"1.1" or draw(st.booleans()):  # exactly one Host; optional in 1.0
+        names.insert(draw(st.integers(0, len(names))), b"Host")
     headers: Headers = []
     xff = 0
     for n in names:
@@ -402,7 +394,7 @@ def scenario(draw: st.DrawFn, set_index: int, sticky_index: int,
             xff += 1
             if xff > 2:
                 continue
-        headers.append((cased(draw, n), draw(REQUEST_HEADERS[n])))
+        headers.append((cased(draw, n), draw(HOSTS if n == b"Host" else REQUEST_HEADERS[n])))
     if draw(st.integers(0, 4)) == 0:  # a WebSocket-style upgrade (rare by chance alone)
         for h in ((cased(draw, b"Upgrade"), draw(REQUEST_HEADERS[b"Upgrade"])),
                   (cased(draw, b"Connection"), draw(st.sampled_from(
@@ -502,11 +494,11 @@ def pieces(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 # -- the reference model --------------------------------------------------------------------
-def scheme_replaced(sets: dict[str, str] | None) -> list[tuple[bytes, str]]:
+def set_headers_of(sets: dict[str, str] | None) -> list[tuple[bytes, str]]:
     if sets is None:
         sets = {"Host": "$host", "X-Real-IP": "$remote_addr",
                 "X-Forwarded-For": "$proxy_add_x_forwarded_for"}
-    return [(k.encode(), v.replace("$scheme", "http")) for k, v in sets.items()]
+    return [(k.encode(), v) for k, v in sets.items()]
 
 
 def strip_cookie(value: bytes, name: bytes) -> bytes:
@@ -578,16 +570,66 @@ def chosen_member(s: Scenario, balanced: int) -> tuple[str | None, Headers]:
     return stuck, extra
 
 
+def nginx_host(value: bytes) -> bytes:
+    """nginx's $host: lower-case, no port, no trailing dot; IPv6 keeps its brackets."""
+    if value.startswith(b"["):
+        value = value[:value.index(b"]") + 1]
+    else:
+        value = value.split(b":")[0]
+    return value.rstrip(b".").lower()
+
+
+def interpolate(value: str, host: bytes, peer: bytes, xff: bytes | None, s: Scenario,
+                path: bytes) -> bytes:
+    """nginx's variable interpolation in a proxy_set_header value (the variables known)."""
+    out = b""
+    i = 0
+    raw = value.encode()
+    while i < len(raw):
+        if raw[i:i + 1] != b"$":
+            out += raw[i:i + 1]
+            i += 1
+            continue
+        j = i + 1
+        if raw[j:j + 1] == b"{":
+            k = raw.index(b"}", j)
+            name, i = raw[j + 1:k], k + 1
+        else:
+            k = j
+            while k < len(raw) and (raw[k:k + 1].isalnum() or raw[k:k + 1] == b"_"):
+                k += 1
+            name, i = raw[j:k], k
+        if name == b"host":
+            out += host
+        elif name == b"remote_addr":
+            out += peer
+        elif name == b"proxy_add_x_forwarded_for":
+            out += xff + b", " + peer if xff else peer
+        elif name == b"scheme":
+            out += b"http"
+        elif name == b"request_uri":  # nginx: the URI as sent, without scheme and host
+            out += path
+        else:
+            assert name.startswith(b"http_"), name
+            out += first(s.headers, name[5:].replace(b"_", b"-").lower()) or b""
+    return out
+
+
 def expected_member_request(s: Scenario) -> bytes:
-    sets = scheme_replaced(SET_HEADERS[s.set_index])
+    sets = set_headers_of(SET_HEADERS[s.set_index])
     set_lower = {k.lower() for k, _ in sets}
     sticky = STICKY[s.sticky_index]
     strip = sticky["insert"].encode() if sticky and sticky.get("indirect") else None
     conn = first(s.headers, b"connection")
     listed = tokens(conn) if conn else set()  # QUIRK 3: the first Connection header only
     peer = s.peer[0].encode()
-    hosts = [v for k, v in s.headers if k.lower() == b"host"]
-    host = hosts[-1] if hosts else b""  # QUIRK 1
+    host_line = first(s.headers, b"host") or b""
+    target, url_host = s.target, None
+    if target.lower().startswith(b"http://"):  # absolute form: the path goes on (nginx)
+        rest = target[7:]
+        slash = rest.find(b"/")
+        url_host, target = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+    host = nginx_host(url_host if url_host is not None else host_line) or b"localhost"
     xffs = [v for k, v in s.headers if k.lower() == b"x-forwarded-for"]
     xff = b", ".join(xffs) if xffs else None
 
@@ -604,22 +646,18 @@ def expected_member_request(s: Scenario) -> bytes:
         client.append((k, v))
     front: Headers = []
     after: Headers = []
-    for name, value in sets:  # QUIRK 2, 5
+    for name, value in sets:  # QUIRK 2
+        if is_upgrade(s) and name.lower() in (b"upgrade", b"connection"):
+            continue  # the proxy's own Upgrade / Connection go out instead
         if value == "$host":
-            front.append((name, host or b"localhost"))
-        elif value == "$remote_addr":
-            after.append((name, peer))
-        elif value == "$proxy_add_x_forwarded_for":
-            after.append((name, xff + b", " + peer if xff else peer))
-        elif value.startswith("$http_"):
-            got = first(s.headers, value[6:].replace("_", "-").encode())  # QUIRK 4
-            if got is not None:
-                after.append((name, got))
-        elif value:
-            after.append((name, value.encode()))
+            front.append((name, host))
+            continue
+        got = interpolate(value, host, peer, xff, s, target)
+        if got:  # an empty value is not sent (nginx)
+            after.append((name, got))
     if xff is not None and b"x-forwarded-for" not in set_lower:
         after.append((b"X-Forwarded-For", xff))
-    if is_upgrade(s):  # QUIRK 6 when set_headers names Upgrade/Connection too
+    if is_upgrade(s):
         after += [(b"Upgrade", first(s.headers, b"upgrade") or b""), (b"Connection", b"upgrade")]
     body = s.body
     if s.body_kind == "chunked" and s.unlimited and len(body) >= STREAM_MIN:
@@ -638,7 +676,7 @@ def expected_member_request(s: Scenario) -> bytes:
         body = b"".join(b"%x\r\n%b\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
     elif body or s.method in (b"POST", b"PUT", b"PATCH"):
         after.append((b"Content-Length", b"%d" % len(body)))
-    lines = [s.method + b" " + s.target + b" HTTP/1.1"]  # QUIRK 13
+    lines = [s.method + b" " + target + b" HTTP/1.1"]
     lines += [k + b": " + v for k, v in front + client + after]
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
@@ -650,8 +688,12 @@ def member_keeps_connection(s: Scenario) -> bool:
         keep = b"close" not in toks
     else:
         keep = b"keep-alive" in toks
+    if s.method == b"HEAD" and s.framing == "close" and s.status >= 200:
+        # the head has no length: only its Connection header decides (not Proxy-Connection)
+        ctoks = all_tokens(s.rheaders, (b"connection",))
+        keep = b"close" not in ctoks if s.rversion == b"1.1" else b"keep-alive" in ctoks
     no_body_status = s.status < 200 or s.status in (204, 304)
-    needs_eof = not no_body_status and s.framing == "close"  # QUIRK 11: HEAD too
+    needs_eof = not no_body_status and s.framing == "close" and s.method != b"HEAD"
     return keep and not needs_eof
 
 
@@ -695,7 +737,7 @@ def expected(s: Scenario, member: str, extra: Headers) -> Expected:
         head += [k + b": " + v for k, v in s.rheaders]
         to_client = prefix + b"\r\n".join(head) + b"\r\n\r\n" + s.tunnel_data + b"pong"
         return Expected(member, to_member + b"ping", to_client, False, False)
-    keep = request_keep_alive(s)
+    keep = request_keep_alive(s) and not upgrade  # a refused upgrade is the last answer
     conn = first(s.rheaders, b"connection")
     listed = tokens(conn) if conn else set()
     hs = [(k, v) for k, v in s.rheaders if k.lower() not in HOP and k.lower() not in listed]
@@ -710,7 +752,8 @@ def expected(s: Scenario, member: str, extra: Headers) -> Expected:
             keep = False  # close-delimited for HTTP/1.0
     if not keep:
         hs.append((b"Connection", b"close"))
-    # QUIRK 8: nothing says keep-alive to a 1.0 client
+    elif s.version == b"1.0":
+        hs.append((b"Connection", b"keep-alive"))
     head = [b"HTTP/1.1 %d " % s.status + (s.reason or REASONS[s.status])]
     head += [k + b": " + v for k, v in hs]
     body = b""
@@ -723,7 +766,7 @@ def expected(s: Scenario, member: str, extra: Headers) -> Expected:
         else:
             body = b"".join(s.rchunks)
     to_client = prefix + b"\r\n".join(head) + b"\r\n\r\n" + body
-    closed = not keep or upgrade  # QUIRK 9: a refused upgrade closes, unannounced
+    closed = not keep
     return Expected(member, to_member, to_client, closed, not member_keeps_connection(s))
 
 
@@ -873,7 +916,7 @@ def test_seed_defaults_example() -> None:
                  "length", [b"hi"], False, 200, b"OK", b"1.1",
                  [(b"Content-Type", b"text/plain")], "close", [b"body"])
     assert expected_member_request(s) == (
-        b"POST /app?x=1 HTTP/1.1\r\nHost: shop.example:8080\r\nCookie: a=1; b=2\r\n"
+        b"POST /app?x=1 HTTP/1.1\r\nHost: shop.example\r\nCookie: a=1; b=2\r\n"
         b"X-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\n"
         b"Content-Length: 2\r\n\r\nhi")
     [got] = run([s])
