@@ -20,15 +20,20 @@ for a session this node has, gets `ID.thisnode` (cookie re-issued, change broadc
 
 `lock = "session"` (for non-sticky balancers) serialises the requests of one session across
 the cluster: the oldest member grants per-session locks, the holder's changes are sent
-sync-ack before its lock is released, so the next holder reads them.
+sync-ack before its lock is released, so the next holder reads them. Each lock request carries
+a token: a requester that stops waiting after `lock_timeout` withdraws exactly that request
+(granted meanwhile or not), and a grant expires after `lock_lease` (a hung holder).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pycommon.wire import WireError
@@ -51,42 +56,87 @@ RELAY_DEPTH = 3
 TRANSFER_CHUNK = 500
 
 
+LockKey = tuple[str, int]
+"""Who asked for a lock: (member uuid, that member's request token)."""
+
+
 class SessionLocks:
-    """Per-session FIFO locks granted by the coordinator (sans-IO bookkeeping + futures)."""
+    """Per-session FIFO locks granted by the coordinator (sans-IO: time is passed in).
 
-    def __init__(self) -> None:
-        self.holders: dict[str, str] = {}
-        self.waiters: dict[str, deque[tuple[str, asyncio.Future[None]]]] = {}
+    Holders and waiters are keyed by (member, token), one token per lock request, so a
+    requester that gave up can withdraw exactly that request, whether or not it was granted
+    meanwhile, and a late or repeated release of an old grant cannot free a newer one. A
+    grant expires after `lease` seconds (a hung holder, a lost release): it passes on to
+    the next waiter. Every method that may grant returns who got the lock; telling them is
+    the caller's job.
+    """
 
-    def acquire(self, sid: str, who: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, lease: float = 30.0) -> None:
+        self.lease = lease
+        self.holders: dict[str, tuple[LockKey, float]] = {}   # sid -> (holder, expires at)
+        self.waiters: dict[str, deque[LockKey]] = {}
+
+    def acquire(self, sid: str, key: LockKey, now: float) -> bool:
+        """True: `key` holds the lock now; False: it waits its turn (FIFO)."""
         if sid not in self.holders:
-            self.holders[sid] = who
-            fut.set_result(None)
-        else:
-            self.waiters.setdefault(sid, deque()).append((who, fut))
-        return fut
+            self.holders[sid] = (key, now + self.lease)
+            return True
+        self.waiters.setdefault(sid, deque()).append(key)
+        return False
 
-    def release(self, sid: str, who: str) -> None:
-        if self.holders.get(sid) != who:
-            return
+    def release(self, sid: str, key: LockKey, now: float) -> LockKey | None:
+        """`key` is done with the lock or gave up waiting for it: a holder's lock passes on,
+        a waiter leaves the queue, anything else (already expired, passed on, unknown) is
+        ignored. Returns the key granted the lock by this call, if any."""
+        held = self.holders.get(sid)
+        if held is not None and held[0] == key:
+            return self._pass_on(sid, now)
         q = self.waiters.get(sid)
-        while q:
-            nxt, fut = q.popleft()
-            if not fut.done():
-                self.holders[sid] = nxt
-                fut.set_result(None)
-                return
-        self.holders.pop(sid, None)
-        self.waiters.pop(sid, None)
+        if q is not None and key in q:
+            q.remove(key)
+            if not q:
+                del self.waiters[sid]
+        return None
 
-    def release_all(self, who: str) -> None:
-        for sid in [s for s, h in self.holders.items() if h == who]:
-            self.release(sid, who)
-        for q in self.waiters.values():
-            for w, fut in list(q):
-                if w == who and not fut.done():
-                    fut.cancel()
+    def expire(self, now: float) -> list[tuple[str, LockKey, LockKey | None]]:
+        """Locks whose lease ran out pass on: (sid, expired holder, new holder or None)."""
+        out: list[tuple[str, LockKey, LockKey | None]] = []
+        for sid, (key, until) in list(self.holders.items()):
+            if until <= now:
+                out.append((sid, key, self._pass_on(sid, now)))
+        return out
+
+    def release_all(self, member: str, now: float) -> list[tuple[str, LockKey]]:
+        """`member` left: its waits are withdrawn and its locks pass on; returns the grants."""
+        for sid, q in list(self.waiters.items()):
+            kept = deque(k for k in q if k[0] != member)
+            if kept:
+                self.waiters[sid] = kept
+            else:
+                del self.waiters[sid]
+        grants: list[tuple[str, LockKey]] = []
+        for sid, (key, _) in list(self.holders.items()):
+            if key[0] == member:
+                nxt = self._pass_on(sid, now)
+                if nxt is not None:
+                    grants.append((sid, nxt))
+        return grants
+
+    def next_deadline(self) -> float | None:
+        """When the earliest lease runs out (None: no lock held)."""
+        return min((until for _, until in self.holders.values()), default=None)
+
+    def _pass_on(self, sid: str, now: float) -> LockKey | None:
+        q = self.waiters.get(sid)
+        if not q:
+            self.waiters.pop(sid, None)
+            del self.holders[sid]
+            return None
+        nxt = q.popleft()
+        if not q:
+            del self.waiters[sid]
+        self.holders[sid] = (nxt, now + self.lease)
+        return nxt
 
 
 class DeltaManager(ReplicatedManager):
@@ -94,26 +144,34 @@ class DeltaManager(ReplicatedManager):
 
     def __init__(self, *args: Any, send: str = "async", lock: str = "none",
                  state_transfer: bool = True, lock_timeout: float = 10.0,
-                 **kw: Any) -> None:
+                 lock_lease: float = 30.0, **kw: Any) -> None:
         super().__init__(*args, **kw)
         if send not in SEND_MODES:
             raise ValueError(f"send must be one of {SEND_MODES}")
         self.send_mode = send
         self.lock_mode = lock
         self.lock_timeout = lock_timeout
+        self.lock_lease = lock_lease
         self.state_transfer = state_transfer
         self.transferring = False
         self.queued: list[tuple[str, dict[str, Any]]] = []
-        self.locks = SessionLocks()
+        self.locks = SessionLocks(lock_lease)      # used when this node is the coordinator
+        self._lock_waits: dict[tuple[str, LockKey], Callable[[], object]] = {}
+        self._lock_tokens = itertools.count(1)
+        self._lease_timer: asyncio.TimerHandle | None = None
+        self.lock_counts = {"granted": 0, "not_granted": 0, "leases_expired": 0}
         self.counts = {"sent": 0, "applied": 0, "duplicate": 0, "gap": 0, "unknown": 0,
                        "transferred": 0}
         self.transfer_seconds: float | None = None
 
     @classmethod
     def from_options(cls, opts: Options, env: ManagerEnv) -> DeltaManager:
+        lease = opts.number("lock_lease", 30.0)
+        if lease <= 0:
+            raise opts.error("lock_lease: must be > 0 (seconds)", "lock_lease", lease)
         return cls(**replicated_options(opts, env),
                    lock=opts.choice("lock", ("none", "session"), "none"),
-                   lock_timeout=opts.number("lock_timeout", 10.0),
+                   lock_timeout=opts.number("lock_timeout", 10.0), lock_lease=lease,
                    state_transfer=opts.boolean("state_transfer", True))
 
     @property
@@ -122,7 +180,7 @@ class DeltaManager(ReplicatedManager):
 
     # -- request hooks ----------------------------------------------------------------
     async def begin_request(self, sid: str, now: float, info: RequestInfo) -> Session | None:
-        held: tuple[str, Member | None] | None = None
+        held: tuple[str, Member | None, int] | None = None
         if self.lock_mode == "session" and base_id(sid) in self.sessions:
             held = await self._lock(base_id(sid))
             now = time.time()
@@ -226,12 +284,11 @@ class DeltaManager(ReplicatedManager):
             self._send_all(reply, time.time())
             return
         elif t == "lock":
-            sid = str(msg.get("id"))
-            fut = self.locks.acquire(sid, sender_uuid)
-            fut.add_done_callback(lambda f: None if f.cancelled() else reply(True))
+            self._coord_acquire(str(msg.get("id")), (sender_uuid, _token(msg)),
+                                lambda: reply(True))
             return
-        elif t == "unlock":
-            self.locks.release(str(msg.get("id")), sender_uuid)
+        elif t == "unlock":       # a release, or a requester giving up (granted or not)
+            self._coord_release(str(msg.get("id")), (sender_uuid, _token(msg)))
         if ack == "applied":
             reply(True)
 
@@ -316,7 +373,11 @@ class DeltaManager(ReplicatedManager):
         if event.kind not in ("dropped", "left"):
             return
         gone = event.member.uuid
-        self.locks.release_all(gone)
+        if self.locks.holders:      # coordinator: its locks and waits go (waits need a lock)
+            for key in [k for k in self._lock_waits if k[1][0] == gone]:
+                del self._lock_waits[key]
+            for sid, nxt in self.locks.release_all(gone, self._lock_clock()):
+                self._granted(sid, nxt)
         if event.kind != "dropped":
             return
         relayed = 0
@@ -369,10 +430,22 @@ class DeltaManager(ReplicatedManager):
         finally:
             self.transfer_seconds = time.monotonic() - t0   # GET_ALL_SESSIONS to the last part
 
+    async def stop(self, now: float) -> None:
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
+        await super().stop(now)
+
     def stats(self) -> dict[str, Any]:
         d = super().stats()
         d.update({"send": self.send_mode, "replication": dict(self.counts),
                   "transfer_seconds": self.transfer_seconds})
+        if self.lock_mode == "session":
+            coord = self._coordinator() if self.service.membership is not None else None
+            d["lock"] = {**self.lock_counts,
+                         "coordinator": coord.route if coord is not None else self.route,
+                         "held": len(self.locks.holders),
+                         "waiting": sum(len(q) for q in self.locks.waiters.values())}
         return d
 
     # -- cluster-wide session lock ----------------------------------------------------
@@ -381,22 +454,88 @@ class DeltaManager(ReplicatedManager):
         assert self.service.membership is not None
         return self.service.membership.oldest()
 
-    async def _lock(self, sid: str) -> tuple[str, Member | None] | None:
+    async def _lock(self, sid: str) -> tuple[str, Member | None, int] | None:
         coord = self._coordinator()
+        tok = next(self._lock_tokens)
         try:
             if coord is None:
-                await asyncio.wait_for(self.locks.acquire(sid, self.me), self.lock_timeout)
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._coord_acquire(sid, (self.me, tok), functools.partial(_resolve, fut))
+                await asyncio.wait_for(fut, self.lock_timeout)
             else:
-                await self.service.ask(coord, {"t": "lock", "ctx": self.context, "id": sid},
-                                       self.lock_timeout)
+                await self.service.ask(coord, {"t": "lock", "ctx": self.context, "id": sid,
+                                               "k": tok}, self.lock_timeout)
         except (TimeoutError, ConnectionError, asyncio.CancelledError) as exc:
+            # withdraw this request: the coordinator drops it from the queue or, if the
+            # grant crossed our timeout, passes the lock on (never held by nobody)
+            self.lock_counts["not_granted"] += 1
+            await self._unlock(sid, coord, tok)
             self.warn_once("lock", "session lock for %s not granted (%s): going on unlocked",
                            sid, exc.__class__.__name__)
             return None
-        return (sid, coord)
+        self.lock_counts["granted"] += 1
+        return (sid, coord, tok)
 
-    async def _unlock(self, sid: str, coord: Member | None) -> None:
+    async def _unlock(self, sid: str, coord: Member | None, tok: int) -> None:
         if coord is None:
-            self.locks.release(sid, self.me)
+            self._coord_release(sid, (self.me, tok))
         else:
-            self.service.post(coord, {"t": "unlock", "ctx": self.context, "id": sid})
+            self.service.post(coord, {"t": "unlock", "ctx": self.context, "id": sid,
+                                      "k": tok})
+
+    # the coordinator's side: SessionLocks decides, this shell tells the new holders
+    @staticmethod
+    def _lock_clock() -> float:
+        return asyncio.get_running_loop().time()    # the clock of call_at (lease timer)
+
+    def _coord_acquire(self, sid: str, key: LockKey, grant: Callable[[], object]) -> None:
+        if self.locks.acquire(sid, key, self._lock_clock()):
+            self._arm_lease()
+            grant()
+        else:
+            self._lock_waits[(sid, key)] = grant
+
+    def _coord_release(self, sid: str, key: LockKey) -> None:
+        self._lock_waits.pop((sid, key), None)
+        self._granted(sid, self.locks.release(sid, key, self._lock_clock()))
+
+    def _granted(self, sid: str, key: LockKey | None) -> None:
+        if key is None:
+            return
+        self._arm_lease()
+        grant = self._lock_waits.pop((sid, key), None)
+        if grant is not None:
+            grant()
+
+    def _arm_lease(self) -> None:
+        """One timer, at the earliest lease end (no polling while no lock is held)."""
+        due = self.locks.next_deadline()
+        if due is None:
+            return
+        if self._lease_timer is not None:
+            if self._lease_timer.when() <= due:
+                return
+            self._lease_timer.cancel()
+        self._lease_timer = asyncio.get_running_loop().call_at(due, self._expire_leases)
+
+    def _expire_leases(self) -> None:
+        self._lease_timer = None
+        for sid, old, nxt in self.locks.expire(self._lock_clock()):
+            self.lock_counts["leases_expired"] += 1
+            m = self.service.member(old[0]) if old[0] != self.me else None
+            self.warn_once("lease", "session lock for %s held by %s for more than lock_lease "
+                           "(%.1fs): released", sid,
+                           self.route if old[0] == self.me else (m.route if m else old[0]),
+                           self.lock_lease)
+            self._granted(sid, nxt)
+        self._arm_lease()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _token(msg: dict[str, Any]) -> int:
+    tok = msg.get("k")
+    return tok if isinstance(tok, int) and not isinstance(tok, bool) else 0
