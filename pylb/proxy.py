@@ -691,6 +691,7 @@ class Proxy:
         # (nginx's WebSocket recipe sets both; sending them twice would be wrong)
         self._set_ops_upgrade = [op for op in ops if op[1][:-2].lower() not in
                                  (b"upgrade", b"connection")]
+        self._host_cache: dict[bytes, bytes] = {}  # Host value -> $host
         self._needs_host = any(op[0] == _SET_HOST or any(k == "host" for k, _ in op[3])
                                for op in ops)
 
@@ -713,7 +714,7 @@ class Proxy:
         set_lower = self._set_lower
         target = head.target
         url_host: bytes | None = None
-        if target[:1] != b"/":
+        if target and target[0] != 47:  # not "/": absolute form (or "*")
             absolute = split_absolute(target)
             if absolute is not None:
                 url_host, target = absolute
@@ -744,7 +745,15 @@ class Proxy:
             self._client_headers_listed(parts, head, strip)
         peer = client.peer_bytes
         if self._needs_host:
-            host = host_variable(url_host if url_host is not None else host) or b"localhost"
+            if url_host is not None:
+                host = url_host
+            hv = self._host_cache.get(host)  # a few distinct Host values, seen again and again
+            if hv is None:
+                hv = host_variable(host) or b"localhost"
+                if len(self._host_cache) >= 256:
+                    self._host_cache.clear()
+                self._host_cache[host] = hv
+            host = hv
         for kind, prefix, arg, tmpl in (self._set_ops_upgrade if head.upgrade
                                         else self._set_ops):
             if kind == _SET_HOST:
