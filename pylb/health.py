@@ -105,20 +105,22 @@ class HealthChecker:
         while True:
             ok = await probe(peer, cfg)
             now = loop.time()
-            if st.record(ok, now):
+            flipped = st.record(ok, now)
+            if flipped:
                 peer.healthy = st.healthy
                 if st.healthy:
                     bal.clear_fails(peer)  # shared with the workers when on a board
-                bal.refresh()  # flags changed outside the balancer are announced
                 log.warning("upstream %s member %s (%s) is %s", gname, peer.name, peer.server,
                             "up again" if st.healthy else "down (health check)")
-                if self.on_change is not None:
-                    self.on_change()
             cap = st.weight_cap(peer.weight, now)
-            if cap != peer.cap:
+            capped = cap != peer.cap
+            if capped:
                 peer.cap = cap
                 peer.effective = min(peer.effective, cap)
-                bal.refresh()
+            if flipped or capped:
+                bal.refresh()  # flags changed outside the balancer are announced
+                if self.on_change is not None:  # --workers: published with its cap at once
+                    self.on_change()
             delay = cfg.interval
             if cap < peer.weight:
                 delay = min(delay, max(cfg.slow_start / 10, 0.05))

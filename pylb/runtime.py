@@ -8,7 +8,8 @@ removed from the config loses its override; one whose weight was set at runtime 
 weight until it is changed again at runtime).
 
 With `--workers N` the master owns the overrides and the active health checks and publishes
-them as one small JSON file (`state.json`, replaced atomically) in the run directory; each
+them (health: up/down and the slow-start weight cap of a member ramping up again) as one
+small JSON file (`state.json`, replaced atomically) in the run directory; each
 worker polls its mtime a few times a second and applies it. Counters flow the other way: each
 worker writes `worker-I.json` and the master's manager page adds them up.
 """
@@ -29,6 +30,7 @@ class RuntimeState:
         self.path = Path(path) if path else None
         self.overrides: dict[str, dict[str, dict[str, Any]]] = {}
         self.health: dict[str, dict[str, bool]] = {}
+        self.caps: dict[str, dict[str, int]] = {}  # slow start: weight a member may use now
         self.mtime = 0.0
 
     def set(self, upstream: str, member: str, *, state: str | None = None,
@@ -63,19 +65,29 @@ class RuntimeState:
                     if p is not None and p.healthy != ok:
                         p.healthy = ok
                         changed = True
+                caps = self.caps.get(gname, {})
+                for p in g.peers:
+                    cap = min(caps.get(p.name, p.weight), p.weight)
+                    if p.cap != cap:
+                        p.cap = cap
+                        p.effective = min(p.effective, cap)
+                        changed = True
             if changed:
                 g.balancer.refresh()
 
     def capture_health(self, groups: dict[str, UpstreamGroup]) -> None:
         self.health = {gname: {p.name: p.healthy for p in g.peers}
                        for gname, g in groups.items()}
+        self.caps = {gname: {p.name: p.cap for p in g.peers if p.cap < p.weight}
+                     for gname, g in groups.items()}
 
     # -- sharing between processes ----------------------------------------------------------
     def save(self) -> None:
         if self.path is None:
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"overrides": self.overrides, "health": self.health}))
+        tmp.write_text(json.dumps({"overrides": self.overrides, "health": self.health,
+                                   "caps": self.caps}))
         os.replace(tmp, self.path)
 
     def poll(self) -> bool:
@@ -95,4 +107,5 @@ class RuntimeState:
         self.mtime = mtime
         self.overrides = data.get("overrides", {})
         self.health = data.get("health", {})
+        self.caps = data.get("caps", {})
         return True
