@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pylab.client import Browser
+from pylab.supervisor import Supervisor
 from pylab.topology import ProcessSpec
 from tests.conftest import StartLab, make_lab
 from tests.integration.test_cluster_replication import health, node_toml, wait_members, wait_until
@@ -25,9 +26,9 @@ ACK_TIMEOUT = 5.0       # how long the holder keeps the lock while a member hang
 LOCK_TIMEOUT = 1.0      # how long the other request waits for it
 
 
-def lock_lab(name: str) -> Any:
-    toml = node_toml("delta", send="async", lock="session", lock_timeout=LOCK_TIMEOUT,
-                     lock_lease=60.0)          # long: what frees the lock here is the cancel
+def lock_lab(name: str, lock_timeout: float = LOCK_TIMEOUT, lock_lease: float = 60.0) -> Any:
+    toml = node_toml("delta", send="async", lock="session", lock_timeout=lock_timeout,
+                     lock_lease=lock_lease)
     toml = toml.replace("ack_timeout = 3.0", f"ack_timeout = {ACK_TIMEOUT}")
     assert f"ack_timeout = {ACK_TIMEOUT}" in toml
     procs = [ProcessSpec(f"node{i}", "pynode", ["-c", "{file:node.toml}"],
@@ -43,17 +44,28 @@ def incr(url: str, sid: str) -> int:
     return int(r.json()["value"])
 
 
-def test_timed_out_lock_request_is_withdrawn_and_the_lock_is_free_again(
-        start_lab: StartLab) -> None:
-    sup = start_lab(lock_lab("lockcancel"))
+def roles(sup: Supervisor) -> tuple[str, str, str]:
+    """(coordinator, asker, hung): the asker's lock requests are messages to the coordinator."""
     nodes = ["node1", "node2", "node3"]
     wait_members(sup, nodes, 2)
     coord = health(sup, "node1")["lock"]["coordinator"]
     assert all(health(sup, n)["lock"]["coordinator"] == coord for n in nodes)
-    asker, hung = [n for n in nodes if n != coord]   # asker: remote lock requests (messages)
-    made = Browser().post(sup.url(asker, "/api/session"), {"incr": "n"}).json()
-    sid = made["session_id"]
-    assert wait_until(lambda: all(health(sup, n)["active"] == 1 for n in nodes))
+    asker, hung = [n for n in nodes if n != coord]
+    return coord, asker, hung
+
+
+def new_session(sup: Supervisor, node: str) -> str:
+    sid = str(Browser().post(sup.url(node, "/api/session"), {"incr": "n"}).json()["session_id"])
+    assert wait_until(lambda: all(health(sup, n)["active"] == 1
+                                  for n in ("node1", "node2", "node3")))
+    return sid
+
+
+def test_timed_out_lock_request_is_withdrawn_and_the_lock_is_free_again(
+        start_lab: StartLab) -> None:
+    sup = start_lab(lock_lab("lockcancel"))   # lease 60 s: what frees the lock is the cancel
+    coord, asker, hung = roles(sup)
+    sid = new_session(sup, asker)
 
     sup.kill(hung, signal.SIGSTOP)
     try:
@@ -82,3 +94,30 @@ def test_timed_out_lock_request_is_withdrawn_and_the_lock_is_free_again(
     assert after["granted"] == before["granted"] + 2, after
     assert health(sup, coord)["lock"]["not_granted"] == 0
     assert health(sup, coord)["lock"]["leases_expired"] == 0
+
+
+def test_lock_held_past_its_lease_passes_to_the_waiting_request(start_lab: StartLab) -> None:
+    """lock_lease 1.5 s < the holder's 5 s: the waiting request is granted by the lease
+    expiry (not after its 4 s lock_timeout); the holders' late unlocks are ignored and the
+    lock is free afterwards."""
+    sup = start_lab(lock_lab("locklease", lock_timeout=4.0, lock_lease=1.5))
+    coord, asker, hung = roles(sup)
+    sid = new_session(sup, asker)
+    sup.kill(hung, signal.SIGSTOP)
+    try:
+        holder = threading.Thread(target=incr, args=(sup.url(coord, "/api/session"), sid))
+        holder.start()
+        assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 1, timeout=5)
+        incr(sup.url(asker, "/api/session"), sid)
+        asked = health(sup, asker)["lock"]
+        assert asked["granted"] == 1 and asked["not_granted"] == 0, asked
+        # two expiries: the holder's, then the asker's own (its sync-ack waits for `hung` too)
+        assert health(sup, coord)["lock"]["leases_expired"] == 2
+        holder.join(ACK_TIMEOUT * 3)
+        assert not holder.is_alive()
+    finally:
+        sup.kill(hung, signal.SIGCONT)
+    assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 0, timeout=5), \
+        health(sup, coord)["lock"]
+    incr(sup.url(asker, "/api/session"), sid)
+    assert health(sup, asker)["lock"]["not_granted"] == 0
