@@ -152,3 +152,16 @@ def test_without_a_board_passive_health_is_per_process() -> None:
     a, b = RoundRobin(peers()), RoundRobin(peers())
     a.report(a.peers[0], False, 100.0)
     assert sorted(picks(b, 2, 101.0)) == ["a", "b"]
+
+
+def test_the_trial_is_a_compare_and_set(path: Path) -> None:
+    """Two workers that both saw the member's fail_timeout expire (each pulled before the
+    other claimed): only the first claim wins, the second finds `checked` moved."""
+    board_a, a = worker(path, fail_timeout=10.0)
+    board_b, b = worker(path, fail_timeout=10.0)
+    a.report(a.peers[0], False, 100.0)
+    b.sync()
+    assert b.peers[0].usable(110.5) and a.peers[0].usable(110.5)
+    assert board_a.claim(a.peers[0], 110.5)
+    assert not board_b.claim(b.peers[0], 110.6)
+    assert b.peers[0].checked == 110.5 and not b.peers[0].usable(110.6)
