@@ -165,3 +165,13 @@ def test_the_trial_is_a_compare_and_set(path: Path) -> None:
     assert board_a.claim(a.peers[0], 110.5)
     assert not board_b.claim(b.peers[0], 110.6)
     assert b.peers[0].checked == 110.5 and not b.peers[0].usable(110.6)
+
+
+def test_a_worker_that_loses_the_trial_picks_another_member(path: Path) -> None:
+    board_a, a = worker(path, fail_timeout=10.0)
+    _, b = worker(path, fail_timeout=10.0)
+    a.report(a.peers[0], False, 100.0)
+    b.sync()
+    assert board_a.claim(a.peers[0], 110.5)
+    b.board_seen = board_a.gen[0]  # b's view is from just before a's claim landed
+    assert picks(b, 4, 110.6) == ["b"] * 4
