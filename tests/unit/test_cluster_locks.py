@@ -11,7 +11,8 @@ import pytest
 
 from pycommon.config import ConfigError
 from pysession.cluster.config import ClusterConfig
-from pysession.cluster.delta import DeltaManager, SessionLocks
+from pysession.cluster.delta import DeltaManager
+from pysession.cluster.locks import SessionLocks
 from pysession.options import ManagerEnv, Options
 
 A1, A2, B1, C1 = ("a", 1), ("a", 2), ("b", 1), ("c", 1)
