@@ -73,9 +73,15 @@ def cookie_value(cookie_headers: list[bytes], name: bytes) -> bytes | None:
 
 
 def strip_cookie(header: bytes, name: bytes) -> bytes:
-    """Remove `name=...` from a Cookie header value (HAProxy `indirect`)."""
-    parts = [p.strip() for p in header.split(b";")]
-    return b"; ".join(p for p in parts if p and p.partition(b"=")[0] != name)
+    """Remove `name=...` from a Cookie header value (HAProxy `indirect`); the other cookies
+    go on as they came (HAProxy cuts only that cookie out)."""
+    if name not in header:
+        return header
+    parts = header.split(b";")
+    kept = [p for p in parts if p.strip().partition(b"=")[0] != name]
+    if len(kept) == len(parts):
+        return header
+    return b";".join(kept).strip()
 
 
 class Decision:

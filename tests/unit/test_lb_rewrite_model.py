@@ -36,9 +36,8 @@ still differs from nginx it is marked `QUIRK n` below:
 3. Only the FIRST Connection header's tokens remove other headers (nginx removes none, and
    passes Proxy-Connection and Trailer on too; RFC 9110 says all Connection headers count).
    X-Forwarded-For named in Connection is still merged into X-Forwarded-For.
-7. With `indirect`, every Cookie header is re-joined as `a=1; b=2` (whitespace and empty parts
-   dropped) even when the inserted cookie is not in it; HAProxy only cuts the cookie out.
-   A configured `$http_cookie` copies the unstripped cookie to the member.
+7. With `indirect`, a configured `$http_cookie` copies the unstripped cookie to the member
+   (the Cookie header itself loses only the inserted cookie, as with HAProxy).
 10. A member's 101 head is relayed verbatim (its Keep-Alive or other hop-by-hop headers too),
    without the sticky Set-Cookie.
 12. Keep-alive and upgrade are llhttp's verdicts: Proxy-Connection counts like Connection
@@ -502,9 +501,10 @@ def set_headers_of(sets: dict[str, str] | None) -> list[tuple[bytes, str]]:
 
 
 def strip_cookie(value: bytes, name: bytes) -> bytes:
-    # QUIRK 7: every part stripped, empty ones dropped, re-joined with "; "
-    parts = [p.strip() for p in value.split(b";")]
-    return b"; ".join(p for p in parts if p and p.split(b"=", 1)[0] != name)
+    """Only the inserted cookie is cut out (with its `;`); the rest goes on verbatim."""
+    parts = value.split(b";")
+    kept = [p for p in parts if p.strip().split(b"=", 1)[0] != name]
+    return value if len(kept) == len(parts) else b";".join(kept).strip()
 
 
 def cookie(cookie_headers: list[bytes], name: bytes) -> bytes | None:

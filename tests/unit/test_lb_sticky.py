@@ -98,3 +98,11 @@ def test_inserted_cookie_httpd_recipe_and_haproxy_options() -> None:
     haproxy = Sticky(StickyConfig(cookie=None, insert="SERVERID", prefix=""), ps)
     assert haproxy.set_cookie(ps[2]) == b"SERVERID=node3; Path=/"
     assert haproxy.routes(b"/", [b"SERVERID=node3"]) == (None, "node3")
+
+
+def test_indirect_cuts_only_the_inserted_cookie() -> None:
+    assert strip_cookie(b"a=1;  ROUTEID=.n1 ;b=2;", b"ROUTEID") == b"a=1;b=2;"
+    assert strip_cookie(b"ROUTEID=.n1; a=1", b"ROUTEID") == b"a=1"
+    assert strip_cookie(b"ROUTEID=.n1", b"ROUTEID") == b""
+    assert strip_cookie(b"a=1;;  b=2", b"ROUTEID") == b"a=1;;  b=2"  # untouched, verbatim
+    assert strip_cookie(b"XROUTEID=1; ROUTEIDX=2", b"ROUTEID") == b"XROUTEID=1; ROUTEIDX=2"
