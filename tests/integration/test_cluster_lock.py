@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -61,26 +63,34 @@ def new_session(sup: Supervisor, node: str) -> str:
     return sid
 
 
+@contextmanager
+def coordinator_holding_the_lock(sup: Supervisor, coord: str, hung: str,
+                                 sid: str) -> Iterator[None]:
+    """`hung` is stopped and the coordinator's own request takes the session's lock, which
+    its sync-ack to `hung` keeps ~ACK_TIMEOUT; on leaving, that request has finished."""
+    sup.kill(hung, signal.SIGSTOP)
+    try:
+        holder = threading.Thread(target=incr, args=(sup.url(coord, "/api/session"), sid))
+        holder.start()
+        assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 1, timeout=5)
+        yield
+        holder.join(ACK_TIMEOUT * 3)
+        assert not holder.is_alive()
+    finally:
+        sup.kill(hung, signal.SIGCONT)
+
+
 def test_timed_out_lock_request_is_withdrawn_and_the_lock_is_free_again(
         start_lab: StartLab) -> None:
     sup = start_lab(lock_lab("lockcancel"))   # lease 60 s: what frees the lock is the cancel
     coord, asker, hung = roles(sup)
     sid = new_session(sup, asker)
 
-    sup.kill(hung, signal.SIGSTOP)
-    try:
-        # the coordinator's own request holds the lock ~ACK_TIMEOUT (sync-ack to `hung`)
-        holder = threading.Thread(target=incr, args=(sup.url(coord, "/api/session"), sid))
-        holder.start()
-        assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 1, timeout=5)
+    with coordinator_holding_the_lock(sup, coord, hung, sid):
         # the asker waits LOCK_TIMEOUT, gives up, goes on unlocked and withdraws its request
         incr(sup.url(asker, "/api/session"), sid)
         assert health(sup, asker)["lock"]["not_granted"] == 1
         assert health(sup, coord)["lock"]["waiting"] == 0      # withdrawn, not left queued
-        holder.join(ACK_TIMEOUT * 3)
-        assert not holder.is_alive()
-    finally:
-        sup.kill(hung, signal.SIGCONT)
 
     # the holder released: nobody holds the lock (before the fix the coordinator granted
     # it to the asker's abandoned request, and every later request waited LOCK_TIMEOUT)
@@ -103,20 +113,12 @@ def test_lock_held_past_its_lease_passes_to_the_waiting_request(start_lab: Start
     sup = start_lab(lock_lab("locklease", lock_timeout=4.0, lock_lease=1.5))
     coord, asker, hung = roles(sup)
     sid = new_session(sup, asker)
-    sup.kill(hung, signal.SIGSTOP)
-    try:
-        holder = threading.Thread(target=incr, args=(sup.url(coord, "/api/session"), sid))
-        holder.start()
-        assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 1, timeout=5)
+    with coordinator_holding_the_lock(sup, coord, hung, sid):
         incr(sup.url(asker, "/api/session"), sid)
         asked = health(sup, asker)["lock"]
         assert asked["granted"] == 1 and asked["not_granted"] == 0, asked
         # two expiries: the holder's, then the asker's own (its sync-ack waits for `hung` too)
         assert health(sup, coord)["lock"]["leases_expired"] == 2
-        holder.join(ACK_TIMEOUT * 3)
-        assert not holder.is_alive()
-    finally:
-        sup.kill(hung, signal.SIGCONT)
     assert wait_until(lambda: health(sup, coord)["lock"]["held"] == 0, timeout=5), \
         health(sup, coord)["lock"]
     incr(sup.url(asker, "/api/session"), sid)
