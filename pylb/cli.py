@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_args(serve, "pylb")
     check = sub.add_parser("check", help="check a config file and exit (like nginx -t)")
     check.add_argument("-c", "--config", required=True, help="TOML config file")
+    comp = sub.add_parser("compile", help="build the mypyc-compiled hot path (pylb.compiled); "
+                          "run with PYLB_COMPILED=<printed dir>")
+    comp.add_argument("--out", default=".build/mypyc", help="where builds go "
+                      "(default .build/mypyc)")
     return p
 
 
@@ -113,6 +117,10 @@ async def serve_one(args: argparse.Namespace, stop: StopSignal) -> int:
     mgr = Manager(proxy.groups, runtime, proxy.stats)
     health = HealthChecker()
     extra: dict[str, object] = {}
+    from pylb.compiled import active
+
+    if active():
+        extra["compiled"] = "mypyc"
     runner = None
     if not worker:
         health.start(_health_groups(proxy.groups))
@@ -309,6 +317,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         n = sum(len(u.members) for u in cfg.upstreams.values())
         print(f"pylb: {args.config}: ok ({len(cfg.upstreams)} upstreams, {n} members)")
+        return 0
+    if args.command == "compile":
+        from pylb.compiled import CompiledError, build
+
+        try:
+            built = build(Path(args.out).resolve())
+        except CompiledError as exc:
+            print(f"pylb: compile: {exc}", file=sys.stderr)
+            return 1
+        print(f"PYLB_COMPILED={built}")
         return 0
     setup_logging(args.log_format, args.log_level)
     if args.workers > 1 and args.worker_index is None:

@@ -29,7 +29,7 @@ import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import cast
+from typing import Any, cast
 
 from pycommon.http import (
     HOP_BY_HOP,
@@ -324,6 +324,13 @@ def _only_hop_by_hop(value: bytes) -> bool:
     if lv == b"keep-alive" or lv == b"upgrade":
         return True
     return _connection_tokens(value) <= HOP_BY_HOP
+
+
+def _first_sockname(srv: asyncio.Server) -> Any:
+    """The address the server's first socket is bound to. (uvloop's `Server.sockets` is a
+    list where asyncio's is a tuple: read without committing to either.)"""
+    socks: Any = getattr(srv, "sockets")  # noqa: B009
+    return socks[0].getsockname()
 
 
 def _pack_addr(addr: str) -> bytes:
@@ -1083,7 +1090,7 @@ class Proxy:
                                                reuse_address=True, backlog=1024,
                                                reuse_port=self.reuse_port or None)
                 self.servers[addr] = srv
-            name = srv.sockets[0].getsockname()
+            name = _first_sockname(srv)
             bound.append((name[0], name[1]))
         for addr in list(self.servers):
             if addr not in addrs:

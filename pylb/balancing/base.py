@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 ACTIVE = "active"
 DRAIN = "drain"
@@ -151,9 +151,9 @@ class Balancer(abc.ABC):
     """Choose a peer for a request; learn from the outcome (passive health)."""
 
     #: methods like ip_hash refuse backup peers at config time (nginx does too)
-    allows_backup = True
+    allows_backup: ClassVar[bool] = True
     #: whether `Pick.client` (the packed client address) is needed
-    wants_client = False
+    wants_client: ClassVar[bool] = False
 
     def __init__(self, peers: Sequence[Peer]) -> None:
         self.primary = [p for p in peers if not p.backup]

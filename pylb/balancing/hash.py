@@ -18,6 +18,7 @@ import bisect
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import ClassVar
 
 from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, smooth_wrr
 
@@ -27,7 +28,7 @@ def _crc_update(crc: int, data: bytes) -> int:
 
 
 class Hash(Balancer):
-    allows_backup = False
+    allows_backup: ClassVar[bool] = False
 
     def select_primary(self, pick: Pick, now: float) -> Peer | None:
         peers = self.primary
@@ -91,7 +92,7 @@ def ketama_points(peers: Sequence[Peer]) -> list[tuple[int, str]]:
 
 
 class ConsistentHash(Balancer):
-    allows_backup = False
+    allows_backup: ClassVar[bool] = False
 
     def __init__(self, peers: Sequence[Peer]) -> None:
         self.points: list[tuple[int, str]] = []

@@ -11,6 +11,8 @@ nginx. `backup` is refused at config time.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, smooth_wrr
 
 
@@ -30,8 +32,8 @@ def ip_hash_step(h: int, addr: bytes) -> int:
 
 
 class IpHash(Balancer):
-    allows_backup = False
-    wants_client = True
+    allows_backup: ClassVar[bool] = False
+    wants_client: ClassVar[bool] = True
 
     def select_primary(self, pick: Pick, now: float) -> Peer | None:
         addr = hash_bytes(pick.client)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import ClassVar
 
 from pylb.balancing.base import Balancer, Peer, Pick
 
 
 class RandomTwo(Balancer):
-    two = True
+    two: ClassVar[bool] = True
 
     def __init__(self, peers: Sequence[Peer], rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
@@ -43,4 +44,4 @@ class RandomTwo(Balancer):
 
 
 class Random(RandomTwo):
-    two = False
+    two: ClassVar[bool] = False
