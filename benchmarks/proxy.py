@@ -7,7 +7,9 @@ nginx (`upstream { keepalive 64; }`), HAProxy (`nbthread 1`, `http-reuse always`
 ClientSession with a 64-connection keep-alive pool, uvloop — benchmarks/_aiohttp_proxy.py),
 which is what "faster than a Python proxy has been" is measured against, and the floor
 under any Python proxy on uvloop (`relay_floor`: a byte relay pairing each client with its
-own upstream connection, parsing nothing — benchmarks/_relay_floor.py). Load: wrk, 2
+own upstream connection, parsing nothing — benchmarks/_relay_floor.py), and pylb from its
+mypyc-compiled build (`pylb_compiled`: `pylb compile`, then `PYLB_COMPILED=...`; left out
+where mypyc or a C compiler is missing). Load: wrk, 2
 threads, 64 keep-alive connections, `--duration` seconds per run. Then pylb with
 `--workers 2`, and pylb's rps with 2, 10, 100 and 1000 members (all on the backend's address,
 distinct names, so only the balancer's bookkeeping grows).
@@ -29,6 +31,8 @@ core the tree used during that slice (1.0 = a core saturated; a front near 1.0 i
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,6 +93,18 @@ def _aiohttp_proxy(backend: int) -> ProcessSpec:
                        ["{python}", "-m", "benchmarks._aiohttp_proxy", "--listen",
                         "127.0.0.1:{port}", "--upstream", f"http://127.0.0.1:{backend}"],
                        ready="tcp", after=["backend"])
+
+
+def _compile(tmp: Path) -> str | None:
+    """`pylb compile` (mypyc) into `tmp`; the build directory, or None where mypyc or a C
+    compiler is missing (the contender is then left out)."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pylb", "compile", "--out", str(tmp)],
+                              capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    line = proc.stdout.strip().rpartition("PYLB_COMPILED=")[2]
+    return line if proc.returncode == 0 and line else None
 
 
 def _relay_floor(backend: int) -> ProcessSpec:
@@ -192,6 +208,11 @@ def run(duration: float) -> dict[str, Any]:
     procs += [_pylb(f"pylb_{n}", n, backend) for n in curve_ns]
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+        compiled = _compile(Path(tmp) / "mypyc")
+        if compiled is not None:
+            spec = _pylb("pylb_compiled", 2, backend)
+            spec.env = {"PYLB_COMPILED": compiled}
+            procs.append(spec)
         sup = Supervisor(Lab("bench-proxy", "proxies side by side", "pylb", procs, "<bench>"),
                          Path(tmp) / "run", free_ports=True)
         try:
@@ -206,8 +227,11 @@ def run(duration: float) -> dict[str, Any]:
             fronts["nginx_workers2"] = (_url(sup, "nginx_w2"), pid["nginx_w2"])
             fronts["aiohttp_proxy"] = (_url(sup, "aiohttp_proxy"), pid["aiohttp_proxy"])
             fronts["relay_floor"] = (_url(sup, "relay_floor"), pid["relay_floor"])
+            if compiled is not None:
+                fronts["pylb_compiled"] = (_url(sup, "pylb_compiled"), pid["pylb_compiled"])
             result.update(_interleaved(fronts, duration))
             result.setdefault("haproxy", None)
+            result.setdefault("pylb_compiled", None)
             curve = _interleaved({str(n): (_url(sup, f"pylb_{n}"), pid[f"pylb_{n}"])
                                   for n in curve_ns}, max(duration / 2, 2))
             result["members_curve"] = {n: r["rps"] for n, r in curve.items()}
@@ -234,6 +258,14 @@ def run(duration: float) -> dict[str, Any]:
         "relay_floor_over_nginx_cpu": ratio(result["relay_floor"]["cpu_us_per_req"],
                                             result["nginx"]["cpu_us_per_req"]),
         "relay_floor_over_nginx_rps": ratio(result["relay_floor"]["rps"], nginx_rps),
+        "pylb_compiled_over_nginx_rps": ratio(
+            result["pylb_compiled"]["rps"] if result["pylb_compiled"] else None, nginx_rps),
+        "pylb_compiled_over_nginx_cpu": ratio(
+            result["pylb_compiled"]["cpu_us_per_req"] if result["pylb_compiled"] else None,
+            result["nginx"]["cpu_us_per_req"]),
+        "pylb_compiled_over_pylb_rps": ratio(
+            result["pylb_compiled"]["rps"] if result["pylb_compiled"] else None,
+            result["pylb"]["rps"]),
         "members_1000_over_2": ratio(result["members_curve"]["1000"],
                                      result["members_curve"]["2"]),
         "members_1000_over_2_cpu": ratio(result["members_curve_cpu_us_per_req"]["1000"],

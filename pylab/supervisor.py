@@ -88,12 +88,15 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def command_for(spec: ProcessSpec) -> list[str]:
+    """The daemons run as `python -P -m PACKAGE`: `-P` keeps the working directory (the run
+    directory, where a process named `pylb` has a `pylb/` folder) off `sys.path`, so it can
+    never shadow the installed package as an empty namespace package."""
     if spec.kind == "pylb":
-        return [sys.executable, "-m", "pylb"]
+        return [sys.executable, "-P", "-m", "pylb"]
     if spec.kind == "pynode":
-        return [sys.executable, "-m", "pyservlet"]
+        return [sys.executable, "-P", "-m", "pyservlet"]
     if spec.kind == "pyvrrp":
-        return [sys.executable, "-m", "pyvrrp"]
+        return [sys.executable, "-P", "-m", "pyvrrp"]
     return []  # "command": args[0] is the executable
 
 
