@@ -129,6 +129,16 @@ def eligible(p: Peer, pick: Pick, now: float) -> bool:
     return p.index not in pick.tried and p.usable(now)
 
 
+def by_weight(peers: Sequence[Peer], w: int) -> Peer:
+    """The peer a point `w` (0 <= w < total weight) falls on when each peer spans its weight
+    in list order: nginx's walk for `ip_hash` and `hash` (`w = hash % total_weight`)."""
+    i = 0
+    while w >= peers[i].weight:
+        w -= peers[i].weight
+        i += 1
+    return peers[i]
+
+
 def smooth_wrr(peers: Sequence[Peer], pick: Pick, now: float) -> Peer | None:
     """nginx's smooth weighted round robin over `peers` (already restricted to one tier)."""
     best: Peer | None = None

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Sequence
 from typing import ClassVar
 
-from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, smooth_wrr
+from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, by_weight, smooth_wrr
 
 
 def _crc_update(crc: int, data: bytes) -> int:
@@ -42,12 +42,7 @@ class Hash(Balancer):
                 crc = _crc_update(crc, b"%d" % pick.rehash)
             crc = _crc_update(crc, pick.key)
             h += (crc >> 16) & 0x7FFF
-            w = h % total
-            i = 0
-            while w >= peers[i].weight:
-                w -= peers[i].weight
-                i += 1
-            peer = peers[i]
+            peer = by_weight(peers, h % total)
             pick.rehash += 1
             pick.hash = h
             if peer.index not in pick.tried and peer.state == ACTIVE and peer.usable(now):

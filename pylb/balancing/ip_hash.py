@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, smooth_wrr
+from pylb.balancing.base import ACTIVE, Balancer, Peer, Pick, by_weight, smooth_wrr
 
 
 def hash_bytes(client: bytes) -> bytes:
@@ -44,12 +44,7 @@ class IpHash(Balancer):
         total = self.total_weight
         while True:
             h = ip_hash_step(h, addr)
-            w = h % total
-            i = 0
-            while w >= peers[i].weight:
-                w -= peers[i].weight
-                i += 1
-            peer = peers[i]
+            peer = by_weight(peers, h % total)
             if peer.index not in pick.tried and peer.state == ACTIVE and peer.usable(now):
                 pick.hash = h
                 return peer
