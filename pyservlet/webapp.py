@@ -35,12 +35,14 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pycommon.config import ConfigError, TomlSource
 from pyservlet.api import HttpServlet, ServletConfig
 from pyservlet.context import Context
 from pyservlet.filters import Filter
+
+T = TypeVar("T")
 
 _WEBAPP_KEYS = {"display_name", "context_path", "distributable", "session_timeout", "static",
                 "welcome_files"}
@@ -181,24 +183,25 @@ def resolve(spec: WebAppSpec, ref: str, table: str, nth: int) -> Any:
     return obj
 
 
+def _instance(spec: WebAppSpec, ref: str, table: str, nth: int, base: type[T]) -> T:
+    """An instance of the class `ref` names, which must subclass `base` (file:line error)."""
+    obj = resolve(spec, ref, table, nth)()
+    if not isinstance(obj, base):
+        raise spec.source.error(f"class: a {table} must subclass {base.__module__}."
+                                f"{base.__qualname__}", "class", table, nth, ref)
+    return obj
+
+
 def deploy(spec: WebAppSpec, ctx: Context) -> Context:
     """Instantiate and initialise servlets, filters and listeners into `ctx`."""
     for i, lst in enumerate(spec.listeners):
         ctx.manager.events.add(resolve(spec, lst, "listener", i)())
     for i, fs in enumerate(spec.filters):
-        cls = resolve(spec, fs.cls, "filter", i)
-        f = cls()
-        if not isinstance(f, Filter):
-            raise spec.source.error("class: a filter must subclass pyservlet.filters.Filter",
-                                    "class", "filter", i, fs.cls)
+        f = _instance(spec, fs.cls, "filter", i, Filter)
         f.init(fs.init, ctx)
         ctx.add_filter(fs.urls, f)
     for i, ss in enumerate(spec.servlets):
-        cls = resolve(spec, ss.cls, "servlet", i)
-        servlet = cls()
-        if not isinstance(servlet, HttpServlet):
-            raise spec.source.error("class: a servlet must subclass pyservlet.api.HttpServlet",
-                                    "class", "servlet", i, ss.cls)
+        servlet = _instance(spec, ss.cls, "servlet", i, HttpServlet)
         servlet.init(ServletConfig(ss.name, ss.init, ctx))
         for u in ss.urls:
             ctx.add_servlet(u, servlet)
